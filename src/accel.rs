@@ -1,0 +1,169 @@
+//! Choosing the accelerator: KVM only when it demonstrably runs a guest.
+//!
+//! `/dev/kvm` existing and opening proves little: on some hosts (nested
+//! clouds, this project's CI) a KVM guest hangs in the host kernel forever.
+//! So ktest boots a tiny guest under KVM with a time limit: the real
+//! firmware (SeaBIOS, which is where such hosts hang) loads a one-sector
+//! floppy whose boot code writes to qemu's isa-debug-exit port, making qemu
+//! exit at once with a known status. (A guest that skips the firmware passes
+//! on exactly the hosts where real guests hang, so the firmware must run.) The answer is cached in the state
+//! database for the current boot, so the cost is paid once per boot.
+
+use crate::error::{Error, Result};
+use crate::plan::Accel;
+use crate::state::State;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the user asked to choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// KVM if a probe shows it works, else TCG.
+    Auto,
+    /// KVM, or an error if it does not work.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// How long the probe guest may take; a working KVM needs well under 1 s.
+const PROBE_LIMIT: Duration = Duration::from_secs(3);
+/// The status qemu exits with when the probe guest ran: (0x2a << 1) | 1.
+const PROBE_EXIT: i32 = 0x55;
+
+/// The probe's boot sector: `mov al, 0x2a; out 0xf4, al; hlt`, and the
+/// 0x55AA signature the firmware looks for.
+pub fn probe_boot_sector() -> Vec<u8> {
+    let mut sector = vec![0u8; 512];
+    sector[..5].copy_from_slice(&[0xb0, 0x2a, 0xe6, 0xf4, 0xf4]);
+    sector[510] = 0x55;
+    sector[511] = 0xaa;
+    sector
+}
+
+/// Runs the probe; `Ok(())` if KVM ran the guest, else why not.
+fn probe(qemu: &Path, scratch_dir: &Path) -> std::result::Result<(), String> {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return Err(format!("/dev/kvm: {e}"));
+    }
+    let disk = scratch_dir.join(format!("kvm-probe-{}.img", std::process::id()));
+    std::fs::write(&disk, probe_boot_sector()).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let child = Command::new(qemu)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-machine",
+            "pc",
+        ])
+        .args(["-accel", "kvm", "-cpu", "host", "-m", "16"])
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-drive",
+        ])
+        .arg(format!("file={},format=raw,if=floppy", disk.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let result = match child {
+        Err(e) => Err(format!("cannot run {}: {e}", qemu.display())),
+        Ok(mut child) => {
+            let start = Instant::now();
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) if status.code() == Some(PROBE_EXIT) => break Ok(()),
+                    Ok(Some(status)) => {
+                        let mut err = String::new();
+                        if let Some(mut e) = child.stderr.take() {
+                            use std::io::Read;
+                            let _ = e.read_to_string(&mut err);
+                        }
+                        let first = err.lines().next().unwrap_or("").trim().to_string();
+                        break Err(format!("the probe guest failed ({status}): {first}"));
+                    }
+                    Ok(None) if start.elapsed() > PROBE_LIMIT => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Err(format!(
+                            "a KVM guest did not finish within {} s (it hangs in the host kernel)",
+                            PROBE_LIMIT.as_secs()
+                        ));
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => break Err(e.to_string()),
+                }
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&disk);
+    result
+}
+
+fn cache_key(qemu: &Path) -> String {
+    let stamp = std::fs::metadata(qemu)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "kvm:{}:{}:{stamp}",
+        crate::procinfo::boot_id(),
+        qemu.display()
+    )
+}
+
+/// Picks the accelerator. Prints one line when falling back to TCG.
+pub fn choose(choice: Choice, qemu: &Path, state: &State, scratch_dir: &Path) -> Result<Accel> {
+    if choice == Choice::Tcg {
+        return Ok(Accel::Tcg);
+    }
+    let key = cache_key(qemu);
+    let verdict = match state.probe(&key) {
+        Some(v) => v,
+        None => {
+            let v = match probe(qemu, scratch_dir) {
+                Ok(()) => "ok".to_string(),
+                Err(why) => why,
+            };
+            // Only a positive answer or a real failure is worth caching; a
+            // missing /dev/kvm may be fixed by loading a module.
+            if !v.starts_with("/dev/kvm") {
+                state.set_probe(&key, &v)?;
+            }
+            v
+        }
+    };
+    match (verdict == "ok", choice) {
+        (true, _) => Ok(Accel::Kvm),
+        (false, Choice::Kvm) => Err(Error::infra(format!(
+            "KVM was requested but does not work here: {verdict}\n  use --accel tcg (or auto)"
+        ))),
+        (false, _) => {
+            eprintln!("ktest: using TCG (slow): KVM unusable: {verdict}");
+            Ok(Accel::Tcg)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_sector() {
+        let b = probe_boot_sector();
+        assert_eq!(b.len(), 512);
+        assert_eq!(&b[..5], &[0xb0, 0x2a, 0xe6, 0xf4, 0xf4]);
+        assert_eq!(&b[510..], &[0x55, 0xaa]);
+        assert_eq!(PROBE_EXIT, (0x2a << 1) | 1);
+    }
+}

@@ -1,0 +1,134 @@
+//! Reading the serial console: what each line means to ktest.
+//!
+//! Pure classification; the supervisor decides what to do about it.
+
+/// What a console line tells ktest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// The guest init is about to run the test.
+    Start,
+    /// The test exited with this status (the verdict itself comes over the
+    /// result port; this marks the end of the test's console output).
+    End(i32),
+    /// The guest init failed before it could run the test.
+    GuestError(String),
+    /// The compatibility sentinel `TEST SUCCESS`.
+    Success,
+    /// The compatibility sentinel `TEST FAILED`.
+    Failed,
+    /// The kernel panicked, oopsed or hit a BUG.
+    Crash,
+    /// Anything else.
+    Other,
+}
+
+/// Marker prefix the guest init prints; keep in sync with lib/guest/init.sh.
+pub const MARKER: &str = "ktest-guest: ";
+
+/// Strips a printk timestamp such as `[    1.234567] `.
+fn without_timestamp(line: &str) -> &str {
+    let t = line.trim_start();
+    if let Some(rest) = t.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let stamp = &rest[..end];
+            if stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return rest[end + 1..].trim_start();
+            }
+        }
+    }
+    t
+}
+
+/// Lines that mean the kernel is in trouble. Matched at the start of the
+/// message (after the timestamp) so a test printing these words in the
+/// middle of a line does not trip them.
+const CRASH_PREFIXES: &[&str] = &[
+    "Kernel panic - not syncing",
+    "BUG: ",
+    "kernel BUG at ",
+    "Oops: ",
+    "general protection fault",
+    "Unable to handle kernel",
+    "watchdog: BUG: soft lockup",
+    "UBSAN: ",
+    "KASAN: ",
+];
+
+/// Classifies one console line (without its line ending).
+pub fn classify(line: &str) -> Line {
+    let msg = without_timestamp(line.trim_end_matches('\r'));
+    if let Some(rest) = msg.strip_prefix(MARKER) {
+        if rest.starts_with("start") {
+            return Line::Start;
+        }
+        if let Some(code) = rest.strip_prefix("end status=") {
+            return Line::End(code.trim().parse().unwrap_or(-1));
+        }
+        if let Some(e) = rest.strip_prefix("error: ") {
+            return Line::GuestError(e.to_string());
+        }
+        return Line::Other;
+    }
+    match msg.trim_end() {
+        "TEST SUCCESS" => return Line::Success,
+        "TEST FAILED" => return Line::Failed,
+        _ => {}
+    }
+    if CRASH_PREFIXES.iter().any(|p| msg.starts_with(p)) {
+        return Line::Crash;
+    }
+    Line::Other
+}
+
+/// Parses the result port's message (`status N`).
+pub fn parse_result(text: &str) -> Option<i32> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("status "))
+        .filter_map(|n| n.trim().parse().ok())
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers() {
+        assert_eq!(classify("ktest-guest: start /t/hello"), Line::Start);
+        assert_eq!(classify("ktest-guest: end status=3\r"), Line::End(3));
+        assert_eq!(
+            classify("ktest-guest: error: no port"),
+            Line::GuestError("no port".into())
+        );
+    }
+
+    #[test]
+    fn sentinels_must_be_whole_lines() {
+        assert_eq!(classify("TEST SUCCESS"), Line::Success);
+        assert_eq!(classify("TEST SUCCESS \r"), Line::Success);
+        assert_eq!(classify("TEST FAILED"), Line::Failed);
+        assert_eq!(classify("echo TEST SUCCESS"), Line::Other);
+    }
+
+    #[test]
+    fn crashes() {
+        for l in [
+            "[    5.123456] Kernel panic - not syncing: sysrq triggered crash",
+            "[    1.000000] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "[    1.0] kernel BUG at fs/bcache/foo.c:12!",
+            "Oops: 0002 [#1] SMP",
+            "[  3.3] general protection fault, probably for non-canonical address",
+        ] {
+            assert_eq!(classify(l), Line::Crash, "{l}");
+        }
+        assert_eq!(classify("my test says BUG: nothing"), Line::Other);
+        assert_eq!(classify("[    1.0] sysrq: Trigger a crash"), Line::Other);
+    }
+
+    #[test]
+    fn result_port() {
+        assert_eq!(parse_result("status 0\n"), Some(0));
+        assert_eq!(parse_result("status 7"), Some(7));
+        assert_eq!(parse_result("garbage"), None);
+    }
+}

@@ -1,0 +1,80 @@
+//! What ktest hands the guest: its init script and the assignments that
+//! tell it which test to run.
+
+use crate::require::Required;
+use std::path::Path;
+
+/// The guest init (lib/guest/init.sh), built into ktest so an installed
+/// binary needs no data files.
+pub const INIT: &str = include_str!("../lib/guest/init.sh");
+
+fn quote(p: &Path) -> String {
+    shell_words::quote(&p.to_string_lossy()).into_owned()
+}
+
+/// The shell assignments lib/guest/init.sh sources: `ktest_test`,
+/// `ktest_testdir`, `ktest_links` (one host path per line) and the test's
+/// arguments as `set -- ...`.
+pub fn env_file(test: &Path, links: &[Required], args: &[String]) -> String {
+    let dir = test.parent().unwrap_or(Path::new("/"));
+    let links: Vec<String> = links
+        .iter()
+        .filter(|r| r.host.parent() != Some(dir))
+        .map(|r| r.host.to_string_lossy().into_owned())
+        .collect();
+    let mut s = String::new();
+    s.push_str(&format!("ktest_test={}\n", quote(test)));
+    s.push_str(&format!("ktest_testdir={}\n", quote(dir)));
+    s.push_str(&format!(
+        "ktest_links={}\n",
+        shell_words::quote(&links.join("\n"))
+    ));
+    s.push_str("set --");
+    for a in args {
+        s.push(' ');
+        s.push_str(&shell_words::quote(a));
+    }
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn env_quotes_everything() {
+        let links = vec![
+            Required {
+                host: PathBuf::from("/usr/sbin/make-bcache"),
+                name: "make-bcache".into(),
+            },
+            Required {
+                host: PathBuf::from("/t/helper.sh"),
+                name: "helper.sh".into(),
+            },
+        ];
+        let env = env_file(
+            Path::new("/t/my test"),
+            &links,
+            &["a b".to_string(), "it's".to_string()],
+        );
+        assert!(env.contains("ktest_test='/t/my test'\n"), "{env}");
+        assert!(env.contains("ktest_testdir=/t\n"), "{env}");
+        // Files already beside the test need no link.
+        assert!(env.contains("ktest_links=/usr/sbin/make-bcache\n"), "{env}");
+        assert!(env.ends_with("set -- 'a b' 'it'\\''s'\n"), "{env}");
+    }
+
+    #[test]
+    fn env_is_valid_shell() {
+        let env = env_file(Path::new("/t/x"), &[], &["$(rm -rf /)".to_string()]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{env}\nprintf '%s|' \"$ktest_test\" \"$1\""))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/t/x|$(rm -rf /)|");
+    }
+}

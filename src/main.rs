@@ -1,0 +1,52 @@
+//! ktest: build a Linux kernel, boot it in qemu, run a test script inside
+//! the VM, and report what happened.
+
+mod accel;
+mod cli;
+mod console;
+mod deps;
+mod error;
+mod guest;
+mod kernel;
+mod outcome;
+mod plan;
+mod procinfo;
+mod qmp;
+mod require;
+mod run;
+mod signals;
+mod size;
+mod sock;
+mod spec;
+mod state;
+mod status;
+mod supervise;
+
+use clap::Parser;
+use error::Code;
+
+fn main() {
+    // A bug must not show a user a Rust backtrace and a half-cleaned VM:
+    // say what happened and exit with the infrastructure code.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("ktest: internal error: {info}\n  please report this as a bug");
+    }));
+    let cli = cli::Cli::parse();
+    let code = match std::panic::catch_unwind(|| dispatch(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("ktest: {e}");
+            e.code
+        }
+        Err(_) => Code::Infra,
+    };
+    std::process::exit(code.status());
+}
+
+fn dispatch(cli: cli::Cli) -> error::Result<Code> {
+    let db = cli.db.unwrap_or_else(state::default_path);
+    match cli.command {
+        cli::Command::Run(args) => run::run(&db, args),
+        cli::Command::Status => status::status(&db),
+    }
+}

@@ -1,0 +1,451 @@
+//! The VM plan: the complete qemu command line and kernel command line for
+//! one run, built by a pure function so it can be unit-tested and printed
+//! with `--dry-run` without booting anything.
+//!
+//! qemu runs with the per-VM directory as its working directory, and every
+//! socket and scratch file is named relative to it, so the 108-byte limit on
+//! unix socket paths never depends on how deep the user's tree is.
+
+use std::path::PathBuf;
+
+/// Which accelerator qemu uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// What the guest's root filesystem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// The host's `/`, read-only over 9p, with a tmpfs overlay in the guest.
+    Host,
+    /// A root image file, opened so the file itself is never written.
+    Image(PathBuf),
+}
+
+/// File names inside the per-VM directory, shared by the plan, the
+/// supervisor and the commands that attach to a running VM.
+pub mod names {
+    /// Serial console (ttyS0); ktest listens, qemu connects.
+    pub const CONSOLE: &str = "console.sock";
+    /// virtio-serial port carrying the test's exit status; ktest listens.
+    pub const RESULT: &str = "result.sock";
+    /// Human monitor; qemu listens.
+    pub const MONITOR: &str = "monitor.sock";
+    /// QMP; qemu listens.
+    pub const QMP: &str = "qmp.sock";
+    /// qemu's gdb stub; qemu listens.
+    pub const GDB: &str = "gdb.sock";
+    /// Second serial port (ttyS1) for kgdb; qemu listens.
+    pub const KGDB: &str = "kgdb.sock";
+    /// The guest init script.
+    pub const INIT: &str = "init";
+    /// Shell assignments the guest init reads: the test, its arguments, links.
+    pub const ENV: &str = "run.env";
+    /// The ktest process's pid.
+    pub const PID: &str = "pid";
+    /// The virtio-serial port name the guest writes its verdict to.
+    pub const RESULT_PORT: &str = "ktest.result";
+    /// 9p mount tag of the per-VM directory (image mode).
+    pub const SHARE_TAG: &str = "ktest";
+    /// 9p mount tag of the kernel modules tree.
+    pub const MODULES_TAG: &str = "ktest-modules";
+
+    /// The name of scratch disk `n`.
+    pub fn scratch(n: usize) -> String {
+        format!("scratch-{n}.img")
+    }
+}
+
+/// Everything the plan depends on.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    /// The qemu binary.
+    pub qemu: PathBuf,
+    /// Kernel image (absolute).
+    pub kernel: PathBuf,
+    /// Guest memory in bytes.
+    pub mem: u64,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Number of scratch disks (files named by `names::scratch`).
+    pub scratch: usize,
+    /// Host port forwarded to the guest's port 22.
+    pub ssh_port: u32,
+    /// Guest MAC address.
+    pub mac: String,
+    /// Absolute host path of the per-VM directory.
+    pub vm_dir: PathBuf,
+    /// Extra kernel command line, appended last so it can override.
+    pub append: Vec<String>,
+    /// Root filesystem.
+    pub root: Root,
+    /// Directory holding `lib/modules/RELEASE` to share with the guest.
+    pub modules_root: Option<PathBuf>,
+}
+
+/// A planned VM: what to execute and the kernel command line in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPlan {
+    /// The qemu binary.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The kernel command line (also inside `args`, after `-append`).
+    pub cmdline: String,
+}
+
+impl VmPlan {
+    /// The command line as a shell would accept it.
+    pub fn shell_line(&self) -> String {
+        let mut words = vec![self.program.to_string_lossy().into_owned()];
+        words.extend(self.args.iter().cloned());
+        shell_words::join(words)
+    }
+}
+
+fn machine_args(input: &PlanInput) -> Vec<String> {
+    let accel = match input.accel {
+        Accel::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
+        Accel::Tcg => vec!["-accel", "tcg"],
+    };
+    let mut v: Vec<String> = [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-machine",
+        "pc",
+        // The guest reboots (sysrq-b, panic=-1) to end the run; qemu must exit.
+        "-no-reboot",
+    ]
+    .iter()
+    .chain(accel.iter())
+    .map(|s| s.to_string())
+    .collect();
+    v.extend([
+        "-m".into(),
+        format!("{}M", input.mem >> 20),
+        "-smp".into(),
+        input.cpus.to_string(),
+    ]);
+    v
+}
+
+fn chardev_args() -> Vec<String> {
+    use names::*;
+    [
+        format!("socket,id=con,path={CONSOLE}"),
+        format!("socket,id=kgdb,path={KGDB},server=on,wait=off"),
+        format!("socket,id=mon,path={MONITOR},server=on,wait=off"),
+        format!("socket,id=qmp,path={QMP},server=on,wait=off"),
+        format!("socket,id=gdb,path={GDB},server=on,wait=off"),
+        format!("socket,id=result,path={RESULT}"),
+    ]
+    .into_iter()
+    .flat_map(|c| ["-chardev".to_string(), c])
+    .chain(
+        [
+            "-serial",
+            "chardev:con",
+            "-serial",
+            "chardev:kgdb",
+            "-mon",
+            "chardev=mon,mode=readline",
+            "-mon",
+            "chardev=qmp,mode=control",
+            "-gdb",
+            "chardev:gdb",
+            "-device",
+            "virtio-serial-pci,id=vser",
+        ]
+        .map(String::from),
+    )
+    .chain([
+        "-device".to_string(),
+        format!("virtserialport,bus=vser.0,chardev=result,name={RESULT_PORT}"),
+    ])
+    .collect()
+}
+
+/// A 9p share as `-fsdev` + `-device` arguments.
+fn share(id: &str, path: &str, tag: &str, readonly: bool) -> Vec<String> {
+    let ro = if readonly { ",readonly=on" } else { "" };
+    vec![
+        "-fsdev".into(),
+        format!("local,id={id},path={path},security_model=none,multidevs=remap{ro}"),
+        "-device".into(),
+        format!("virtio-9p-pci,fsdev={id},mount_tag={tag}"),
+    ]
+}
+
+fn disk_args(input: &PlanInput) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Root::Image(path) = &input.root {
+        // snapshot=on sends every write to a temporary overlay: the image
+        // file is never modified.
+        v.extend([
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=root,format=raw,snapshot=on,cache=unsafe",
+                path.display()
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=root".into(),
+        ]);
+    }
+    for n in 0..input.scratch {
+        v.extend([
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=scratch{n},format=raw,cache=unsafe,discard=unmap",
+                names::scratch(n)
+            ),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=scratch{n},serial=ktest-scratch-{n}"),
+        ]);
+    }
+    v
+}
+
+fn net_args(input: &PlanInput) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", input.ssh_port),
+        "-device".into(),
+        // No option ROM: ktest boots with -kernel, never over the network.
+        format!("virtio-net-pci,netdev=net0,mac={},romfile=", input.mac),
+    ]
+}
+
+/// Quotes a kernel command line value if it has spaces.
+fn kparam(key: &str, value: &str) -> String {
+    if value.contains(char::is_whitespace) {
+        format!("\"{key}={value}\"")
+    } else {
+        format!("{key}={value}")
+    }
+}
+
+/// The kernel command line.
+pub fn cmdline(input: &PlanInput) -> String {
+    let vm_dir = input.vm_dir.to_string_lossy();
+    let mut p: Vec<String> = vec![
+        "console=ttyS0".into(),
+        // Crash fast: an oops panics, a panic reboots, and qemu -no-reboot exits.
+        "panic=-1".into(),
+        "oops=panic".into(),
+        "nokaslr".into(),
+    ];
+    match &input.root {
+        Root::Host => {
+            p.extend(
+                [
+                    "root=/dev/root",
+                    "rootfstype=9p",
+                    "rootflags=trans=virtio,version=9p2000.L,cache=loose,msize=262144",
+                    "ro",
+                ]
+                .map(String::from),
+            );
+            p.push(kparam("init", &format!("{vm_dir}/{}", names::INIT)));
+        }
+        Root::Image(_) => {
+            p.extend(["root=/dev/vda", "rw"].map(String::from));
+            // The image's own /bin/sh mounts the per-VM share and runs
+            // ktest's init from it, so the image needs no ktest files.
+            p.push("init=/bin/sh".into());
+        }
+    }
+    // Unknown parameters without a dot reach init's environment.
+    p.push(kparam("KTEST_DIR", &vm_dir));
+    p.push(format!(
+        "KTEST_ROOT={}",
+        if input.root == Root::Host {
+            "host"
+        } else {
+            "image"
+        }
+    ));
+    if input.modules_root.is_some() {
+        p.push(format!("KTEST_MODULES={}", names::MODULES_TAG));
+    }
+    p.extend(input.append.iter().cloned());
+    if let Root::Image(_) = input.root {
+        // Arguments after "--" go to init (/bin/sh).
+        p.push(format!(
+            "-- -c \"mkdir -p /run/ktest && mount -t 9p -o trans=virtio,version=9p2000.L {tag} /run/ktest && exec /run/ktest/{init}\"",
+            tag = names::SHARE_TAG,
+            init = names::INIT
+        ));
+    }
+    p.join(" ")
+}
+
+/// Builds the VM plan.
+pub fn plan(input: &PlanInput) -> VmPlan {
+    let cmdline = cmdline(input);
+    let mut args = machine_args(input);
+    args.extend([
+        "-kernel".into(),
+        input.kernel.to_string_lossy().into_owned(),
+        "-append".into(),
+        cmdline.clone(),
+    ]);
+    args.extend(chardev_args());
+    match &input.root {
+        Root::Host => args.extend(share("root", "/", "/dev/root", true)),
+        Root::Image(_) => args.extend(share(
+            "share",
+            &input.vm_dir.to_string_lossy(),
+            names::SHARE_TAG,
+            true,
+        )),
+    }
+    if let Some(m) = &input.modules_root {
+        args.extend(share(
+            "modules",
+            &m.to_string_lossy(),
+            names::MODULES_TAG,
+            true,
+        ));
+    }
+    args.extend(disk_args(input));
+    args.extend(net_args(input));
+    VmPlan {
+        program: input.qemu.clone(),
+        args,
+        cmdline,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> PlanInput {
+        PlanInput {
+            qemu: "qemu-system-x86_64".into(),
+            kernel: "/k/bzImage".into(),
+            mem: 512 << 20,
+            cpus: 2,
+            accel: Accel::Tcg,
+            scratch: 2,
+            ssh_port: 22203,
+            mac: "52:54:00:6b:00:03".into(),
+            vm_dir: "/src/.ktest/vm".into(),
+            append: vec!["foo=1".into()],
+            root: Root::Host,
+            modules_root: None,
+        }
+    }
+
+    fn pairs(plan: &VmPlan, flag: &str) -> Vec<String> {
+        plan.args
+            .windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn host_root_plan() {
+        let p = plan(&input());
+        assert_eq!(pairs(&p, "-m"), vec!["512M"]);
+        assert_eq!(pairs(&p, "-smp"), vec!["2"]);
+        assert_eq!(pairs(&p, "-accel"), vec!["tcg"]);
+        assert!(!p.args.contains(&"-cpu".to_string()));
+        assert!(p.args.contains(&"-no-reboot".to_string()));
+        assert_eq!(pairs(&p, "-kernel"), vec!["/k/bzImage"]);
+        assert_eq!(pairs(&p, "-append"), vec![p.cmdline.clone()]);
+        let fsdev = pairs(&p, "-fsdev");
+        assert_eq!(fsdev.len(), 1);
+        assert!(fsdev[0].contains("path=/,") && fsdev[0].contains("readonly=on"));
+        assert!(p.cmdline.contains("root=/dev/root rootfstype=9p"));
+        assert!(p.cmdline.contains("init=/src/.ktest/vm/init"));
+        assert!(p.cmdline.contains("KTEST_DIR=/src/.ktest/vm"));
+        assert!(
+            p.cmdline.ends_with("foo=1"),
+            "APPEND must come last: {}",
+            p.cmdline
+        );
+        let net = pairs(&p, "-netdev");
+        assert_eq!(net, vec!["user,id=net0,hostfwd=tcp:127.0.0.1:22203-:22"]);
+        assert!(pairs(&p, "-device")
+            .iter()
+            .any(|d| d.contains("mac=52:54:00:6b:00:03")));
+    }
+
+    #[test]
+    fn scratch_disks_in_declared_order() {
+        let p = plan(&input());
+        let drives = pairs(&p, "-drive");
+        assert_eq!(drives.len(), 2);
+        assert!(drives[0].starts_with("file=scratch-0.img,"));
+        assert!(drives[1].starts_with("file=scratch-1.img,"));
+        let devices: Vec<String> = pairs(&p, "-device")
+            .into_iter()
+            .filter(|d| d.starts_with("virtio-blk-pci"))
+            .collect();
+        assert_eq!(devices.len(), 2);
+        assert!(devices[0].contains("drive=scratch0"));
+    }
+
+    #[test]
+    fn sockets_are_relative_and_ktest_listens_on_console_and_result() {
+        let p = plan(&input());
+        let chardevs = pairs(&p, "-chardev");
+        assert!(chardevs.iter().all(|c| !c.contains("path=/")));
+        let con = chardevs.iter().find(|c| c.contains("id=con")).unwrap();
+        assert!(!con.contains("server=on"));
+        let result = chardevs.iter().find(|c| c.contains("id=result")).unwrap();
+        assert!(!result.contains("server=on"));
+        assert!(chardevs.iter().filter(|c| c.contains("server=on")).count() == 4);
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu() {
+        let mut i = input();
+        i.accel = Accel::Kvm;
+        let p = plan(&i);
+        assert_eq!(pairs(&p, "-accel"), vec!["kvm"]);
+        assert_eq!(pairs(&p, "-cpu"), vec!["host"]);
+    }
+
+    #[test]
+    fn image_root_is_snapshotted_and_first() {
+        let mut i = input();
+        i.root = Root::Image("/var/lib/ktest/root".into());
+        let p = plan(&i);
+        let drives = pairs(&p, "-drive");
+        assert_eq!(drives.len(), 3);
+        assert!(
+            drives[0].contains("file=/var/lib/ktest/root") && drives[0].contains("snapshot=on")
+        );
+        assert!(p.cmdline.contains("root=/dev/vda"));
+        assert!(p.cmdline.contains("init=/bin/sh"));
+        assert!(p.cmdline.ends_with("exec /run/ktest/init\""));
+        assert!(pairs(&p, "-fsdev")[0].contains("path=/src/.ktest/vm,"));
+    }
+
+    #[test]
+    fn paths_with_spaces_are_quoted() {
+        let mut i = input();
+        i.vm_dir = "/my src/.ktest/vm".into();
+        let c = cmdline(&i);
+        assert!(c.contains("\"KTEST_DIR=/my src/.ktest/vm\""), "{c}");
+    }
+
+    #[test]
+    fn shell_line_quotes() {
+        let p = plan(&input());
+        let line = p.shell_line();
+        assert!(line.starts_with("qemu-system-x86_64 -nodefaults"));
+        assert!(line.contains("'console=ttyS0 "));
+    }
+}

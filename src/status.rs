@@ -1,0 +1,35 @@
+//! `ktest status`: the VMs this user has running.
+
+use crate::error::{Code, Result};
+use crate::state::State;
+use std::path::Path;
+
+/// Prints one line per live VM, after reaping dead ones.
+pub fn status(db: &Path) -> Result<Code> {
+    let mut state = State::open(db)?;
+    let vms = state.list()?;
+    if vms.is_empty() {
+        println!("no VMs running");
+        return Ok(Code::Passed);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    println!(
+        "{:<6} {:<8} {:<8} {:<8} {:<30} DIRECTORY",
+        "SLOT", "PID", "SSH", "UPTIME", "TEST"
+    );
+    for v in vms {
+        println!(
+            "{:<6} {:<8} {:<8} {:<8} {:<30} {}",
+            v.slot,
+            v.owner_pid,
+            v.ssh_port(),
+            format!("{}s", (now - v.started_at).max(0)),
+            v.test,
+            v.dir.display()
+        );
+    }
+    Ok(Code::Passed)
+}

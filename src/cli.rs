@@ -33,8 +33,95 @@ pub enum Command {
     /// Boot a kernel and run a test script inside the VM.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
+    /// Configure and build the kernel in .ktest/ (no VM).
+    Build(BuildOpts),
+    /// `make oldconfig` on .ktest's config, with the make options `run` uses.
+    Oldconfig(BuildOpts),
+    /// `make nconfig` on .ktest's config, with the make options `run` uses.
+    Config(BuildOpts),
+    /// Boot a VM with no test and a shell on the console.
+    Boot(BootArgs),
+    /// Log in to this directory's VM over ssh (ktest ssh -- COMMAND...).
+    Ssh {
+        /// A command to run instead of a login shell.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// gdb on vmlinux, attached to qemu's gdb stub of this directory's VM.
+    Gdb {
+        /// Arguments passed to gdb.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// gdb attached to the guest's kgdb (breaks in with sysrq-g).
+    Kgdb {
+        /// Arguments passed to gdb.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The qemu monitor of this directory's VM.
+    Mon {
+        /// Run one monitor command, print its answer, and exit.
+        #[arg(short, long, value_name = "COMMAND")]
+        command: Option<String>,
+    },
+    /// Send alt-sysrq-KEY to this directory's VM.
+    Sysrq {
+        /// The sysrq key (h for help, t for task stacks, ...).
+        key: String,
+    },
     /// List the VMs this user has running.
     Status,
+    /// Power off this directory's VM and clean up.
+    Stop,
+}
+
+/// Where the kernel comes from and how it is built (`run`, `build`,
+/// `oldconfig`, `config`, `boot`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct BuildOpts {
+    /// The kernel source tree (default: the current directory, if it is one).
+    #[arg(long, value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+
+    /// Base configuration: tinyconfig (default), defconfig, or a config file.
+    #[arg(long, value_name = "BASE")]
+    pub base_config: Option<String>,
+
+    /// Extra make variables, e.g. -m LLVM=1 -m CROSS_COMPILE=x86_64-linux-gnu-.
+    #[arg(short = 'm', long = "make-var", value_name = "VAR=VALUE")]
+    pub make_vars: Vec<String>,
+
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Show the full build log.
+    #[arg(long)]
+    pub build_log: bool,
+}
+
+/// Options of `ktest boot`.
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// The kernel: a bzImage/vmlinuz file or a kernel build directory.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+
+    /// Guest memory.
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
+    pub mem: String,
+
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+
+    /// Accelerator.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: Choice,
+
+    #[command(flatten)]
+    pub build: BuildOpts,
 }
 
 /// Options of `ktest run`.
@@ -61,13 +148,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
 
+    /// Keep the VM up after the test, with the console attached (Ctrl-C or
+    /// poweroff to end it).
+    #[arg(short = 'I', long)]
+    pub interactive: bool,
+
     /// Print the qemu and kernel command lines; boot nothing.
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Show the whole boot log, not only the test's output.
+    /// Show the whole boot log (and build log), not only the test's output.
     #[arg(short, long)]
     pub verbose: bool,
+
+    #[command(flatten)]
+    pub build: BuildOpts,
 
     /// The test script.
     pub test: PathBuf,

@@ -85,7 +85,7 @@ pub fn parse_result(text: &str) -> Option<i32> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("status "))
         .filter_map(|n| n.trim().parse().ok())
-        .last()
+        .next_back()
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! the VM, and report what happened.
 
 mod accel;
+mod attach;
+mod build;
 mod cli;
 mod console;
 mod deps;
@@ -47,6 +49,16 @@ fn dispatch(cli: cli::Cli) -> error::Result<Code> {
     let db = cli.db.unwrap_or_else(state::default_path);
     match cli.command {
         cli::Command::Run(args) => run::run(&db, args),
+        cli::Command::Build(opts) => build::build(&opts),
+        cli::Command::Oldconfig(opts) => build::configure(&opts, false),
+        cli::Command::Config(opts) => build::configure(&opts, true),
+        cli::Command::Boot(args) => attach::boot(&db, args),
+        cli::Command::Ssh { command } => attach::ssh(&db, command),
+        cli::Command::Gdb { args } => attach::gdb(&db, args),
+        cli::Command::Kgdb { args } => attach::kgdb(&db, args),
+        cli::Command::Mon { command } => attach::mon(&db, command),
+        cli::Command::Sysrq { key } => attach::sysrq(&db, key),
         cli::Command::Status => status::status(&db),
+        cli::Command::Stop => attach::stop(&db),
     }
 }

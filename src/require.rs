@@ -43,14 +43,16 @@ pub fn find_in_tree(entry: &str, tree: &Path) -> Option<PathBuf> {
 /// test.
 pub fn place(found: Vec<(String, PathBuf)>, test_dir: &Path) -> Result<Vec<Required>, String> {
     let mut out: Vec<Required> = Vec::new();
-    for (entry, host) in found {
-        let host = host
-            .canonicalize()
-            .map_err(|e| format!("{entry}: {}: {e}", host.display()))?;
-        let name = match host.file_name() {
+    for (entry, found_at) in found {
+        // The name is the one the test asked for (sh, not dash), the link
+        // target the real file.
+        let name = match found_at.file_name() {
             Some(n) => n.to_string_lossy().into_owned(),
-            None => return Err(format!("{entry}: {} has no file name", host.display())),
+            None => return Err(format!("{entry}: {} has no file name", found_at.display())),
         };
+        let host = found_at
+            .canonicalize()
+            .map_err(|e| format!("{entry}: {}: {e}", found_at.display()))?;
         let beside = test_dir.join(&name);
         if beside.exists() && beside.canonicalize().ok().as_deref() != Some(host.as_path()) {
             return Err(format!(
@@ -65,7 +67,7 @@ pub fn place(found: Vec<(String, PathBuf)>, test_dir: &Path) -> Result<Vec<Requi
                 other.host.display()
             ));
         }
-        if !out.iter().any(|r| r.host == host) {
+        if !out.iter().any(|r| r.host == host && r.name == name) {
             out.push(Required { host, name });
         }
     }
@@ -114,18 +116,22 @@ mod tests {
         fs::write(testdir.join("a.sh"), "").unwrap();
         fs::write(testdir.join("lib/a.sh"), "").unwrap();
         fs::write(t.path().join("other/b.sh"), "").unwrap();
+        std::os::unix::fs::symlink("b.sh", t.path().join("other/c")).unwrap();
 
         let ok = place(
             vec![
                 ("a.sh".into(), testdir.join("a.sh")),
                 ("../other/b.sh".into(), t.path().join("other/b.sh")),
                 ("a.sh".into(), testdir.join("a.sh")),
+                ("c".into(), t.path().join("other/c")),
             ],
             &testdir,
         )
         .unwrap();
-        assert_eq!(ok.len(), 2);
+        assert_eq!(ok.len(), 3);
         assert_eq!(ok[1].name, "b.sh");
+        assert_eq!(ok[2].name, "c");
+        assert!(ok[2].host.ends_with("other/b.sh"));
 
         let clash = place(
             vec![("lib/a.sh".into(), testdir.join("lib/a.sh"))],

@@ -141,11 +141,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     }
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
-        None => {
-            return Err(Error::usage(
-                "no kernel: give --kernel PATH (a bzImage or a kernel build directory)",
-            ))
-        }
+        None => crate::build::kernel_for_run(&args.build, &spec.kconfig)?,
     };
     check_kconfig(&test, &spec, &kernel)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;
@@ -163,7 +159,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     })
 }
 
-fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32) -> PlanInput {
+fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: u32) -> PlanInput {
     PlanInput {
         qemu: p.qemu.clone(),
         kernel: p.kernel.image.clone(),
@@ -171,7 +167,7 @@ fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32) -> Pla
         cpus: p.cpus,
         accel,
         scratch: p.spec.scratch.len(),
-        ssh_port: state::SSH_PORT_BASE + slot,
+        ssh_port: port,
         mac: state::mac(slot),
         vm_dir: vm_dir.to_path_buf(),
         append: p.spec.append.clone(),
@@ -253,7 +249,13 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
 
     if args.dry_run {
         let accel = accel::choose(args.accel, &prepared.qemu, &state, &std::env::temp_dir())?;
-        let plan = plan::plan(&plan_input(&prepared, accel, &vm_dir, 0));
+        let plan = plan::plan(&plan_input(
+            &prepared,
+            accel,
+            &vm_dir,
+            0,
+            state::SSH_PORT_BASE,
+        ));
         println!("# kernel command line:\n{}", plan.cmdline);
         println!(
             "# qemu (run in {}; slot 0 shown, the real one is allocated at run time):",
@@ -273,7 +275,13 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     state::remove_path(&vm_dir);
     create_private_dir(&vm_dir)?;
     populate(&prepared, &args, &vm_dir)?;
-    let plan = plan::plan(&plan_input(&prepared, accel, &vm_dir, guard.row.slot));
+    let plan = plan::plan(&plan_input(
+        &prepared,
+        accel,
+        &vm_dir,
+        guard.row.slot,
+        guard.row.ssh_port,
+    ));
     if args.verbose {
         eprintln!("ktest: {}", plan.shell_line());
     }

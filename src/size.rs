@@ -36,16 +36,6 @@ pub fn parse(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
-/// Formats bytes for people: the largest binary unit that divides it exactly.
-pub fn human(bytes: u64) -> String {
-    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    format!("{bytes}B")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,13 +62,5 @@ mod tests {
             .unwrap_err()
             .contains("too large"));
         assert!(parse("99999999999T").unwrap_err().contains("too large"));
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512 * MIB), "512M");
-        assert_eq!(human(2 << 30), "2G");
-        assert_eq!(human(1536 * MIB), "1536M");
-        assert_eq!(human(1000), "1000B");
     }
 }

@@ -39,13 +39,8 @@ pub struct VmRow {
     pub qemu_pid: u32,
     /// Unix time it started.
     pub started_at: i64,
-}
-
-impl VmRow {
     /// The host port forwarded to the guest's sshd.
-    pub fn ssh_port(&self) -> u32 {
-        SSH_PORT_BASE + self.slot
-    }
+    pub ssh_port: u32,
 }
 
 /// The guest MAC address of a slot.
@@ -67,6 +62,7 @@ pub fn default_path() -> PathBuf {
 /// An open state database.
 pub struct State {
     conn: Connection,
+    port_base: u32,
 }
 
 const SCHEMA: &str = "
@@ -81,7 +77,8 @@ CREATE TABLE IF NOT EXISTS vms (
     test        TEXT NOT NULL,
     qemu_pid    INTEGER NOT NULL DEFAULT 0,
     qemu_start  INTEGER NOT NULL DEFAULT 0,
-    started_at  INTEGER NOT NULL
+    started_at  INTEGER NOT NULL,
+    ssh_port    INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS files (
     vm_id INTEGER NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
@@ -104,6 +101,44 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 
 fn sql(e: rusqlite::Error) -> Error {
     Error::infra(format!("state database: {e}"))
+}
+
+/// Switches a database to WAL once (the mode is persistent). Changing the
+/// journal mode does not wait on SQLite's busy handler, so when several
+/// ktests create the database at the same moment, retry here.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut delay = Duration::from_millis(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mode: rusqlite::Result<String> =
+            conn.query_row("PRAGMA journal_mode", [], |r| r.get(0));
+        match mode {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => {}
+            Err(e) if !is_busy(&e) => return Err(e),
+            Err(_) => {}
+        }
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Ok(m) => {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "cannot switch to WAL (journal mode stays {m})"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// What a dead VM left behind, to remove once the transaction committed.
@@ -131,12 +166,15 @@ impl State {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(db_err(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err(path))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err(path))?;
-        conn.execute_batch(SCHEMA).map_err(db_err(path))?;
-        Ok(State { conn })
+        set_wal(&conn).map_err(db_err(path))?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+            .map_err(db_err(path))?;
+        Ok(State {
+            conn,
+            port_base: SSH_PORT_BASE,
+        })
     }
 
     /// Deletes rows of VMs whose owner is gone, in the caller's
@@ -205,6 +243,14 @@ impl State {
         Ok(n)
     }
 
+    #[cfg(test)]
+    /// Uses ports from `base` on instead of `SSH_PORT_BASE` (for tests that
+    /// must not compete for real ports).
+    pub fn with_port_base(mut self, base: u32) -> State {
+        self.port_base = base;
+        self
+    }
+
     /// Reaps dead VMs, then records a new VM for `dir` owned by this process
     /// with the lowest free slot, atomically. Fails if a live VM was
     /// started from the same directory.
@@ -238,14 +284,17 @@ impl State {
                     .collect::<rusqlite::Result<Vec<u32>>>()
             })
             .map_err(sql)?;
-        let Some(slot) = first_free(&used, MAX_SLOTS) else {
+        // Another user's ktest (another database) or any other program may
+        // hold a slot's port; skip those instead of letting qemu fail.
+        let base = self.port_base;
+        let Some(slot) = free_slots(&used, MAX_SLOTS).find(|s| port_free(base + s)) else {
             return Err(Error::infra(format!(
                 "all {MAX_SLOTS} VM slots are in use; see ktest status"
             )));
         };
         tx.execute(
-            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 slot,
                 me,
@@ -254,7 +303,8 @@ impl State {
                 dir_s,
                 vm_dir.to_string_lossy(),
                 test,
-                now
+                now,
+                base + slot
             ],
         )
         .map_err(sql)?;
@@ -270,6 +320,7 @@ impl State {
             test: test.to_string(),
             qemu_pid: 0,
             started_at: now,
+            ssh_port: base + slot,
         })
     }
 
@@ -311,7 +362,7 @@ impl State {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, slot, owner_pid, dir, vm_dir, test, qemu_pid, started_at
+                "SELECT id, slot, owner_pid, dir, vm_dir, test, qemu_pid, started_at, ssh_port
                  FROM vms ORDER BY slot",
             )
             .map_err(sql)?;
@@ -326,6 +377,7 @@ impl State {
                     test: r.get(5)?,
                     qemu_pid: r.get(6)?,
                     started_at: r.get(7)?,
+                    ssh_port: r.get(8)?,
                 })
             })
             .map_err(sql)?
@@ -335,6 +387,7 @@ impl State {
     }
 
     /// The live VM started from `dir`, if any.
+    #[allow(dead_code)] // until `ktest ssh` and friends land
     pub fn find_by_dir(&mut self, dir: &Path) -> Result<Option<VmRow>> {
         Ok(self.list()?.into_iter().find(|v| v.dir == dir))
     }
@@ -362,18 +415,16 @@ impl State {
     }
 }
 
-/// The lowest slot below `max` that is not in `used` (sorted ascending).
-pub fn first_free(used: &[u32], max: u32) -> Option<u32> {
-    let mut want = 0;
-    for &u in used {
-        if u > want {
-            break;
-        }
-        if u == want {
-            want += 1;
-        }
-    }
-    (want < max).then_some(want)
+/// The slots below `max` that are not in `used`, lowest first.
+pub fn free_slots(used: &[u32], max: u32) -> impl Iterator<Item = u32> + '_ {
+    (0..max).filter(move |s| !used.contains(s))
+}
+
+/// True if nothing listens on the loopback TCP port.
+fn port_free(port: u32) -> bool {
+    u16::try_from(port)
+        .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .unwrap_or(false)
 }
 
 /// Removes a file or a whole directory ktest created; missing is fine.
@@ -402,10 +453,25 @@ mod tests {
 
     #[test]
     fn free_slot_search() {
-        assert_eq!(first_free(&[], 4), Some(0));
-        assert_eq!(first_free(&[0, 1, 3], 4), Some(2));
-        assert_eq!(first_free(&[1, 2], 4), Some(0));
-        assert_eq!(first_free(&[0, 1, 2, 3], 4), None);
+        let first = |used: &[u32]| free_slots(used, 4).next();
+        assert_eq!(first(&[]), Some(0));
+        assert_eq!(first(&[0, 1, 3]), Some(2));
+        assert_eq!(first(&[1, 2]), Some(0));
+        assert_eq!(first(&[0, 1, 2, 3]), None);
+    }
+
+    #[test]
+    fn busy_ports_are_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = State::open(&t.path().join("state.db"))
+            .unwrap()
+            .with_port_base(41900);
+        let _held = std::net::TcpListener::bind(("127.0.0.1", 41900)).unwrap();
+        let v = s
+            .allocate(Path::new("/p"), Path::new("/p/.ktest/vm"), "t")
+            .unwrap();
+        assert_eq!(v.slot, 1);
+        assert_eq!(v.ssh_port, 41901);
     }
 
     #[test]
@@ -418,7 +484,7 @@ mod tests {
     fn allocate_release_and_same_dir() {
         let t = tempfile::tempdir().unwrap();
         let db = t.path().join("sub/state.db");
-        let mut s = State::open(&db).unwrap();
+        let mut s = State::open(&db).unwrap().with_port_base(41000);
         let a = s
             .allocate(Path::new("/a"), Path::new("/a/.ktest/vm"), "t")
             .unwrap();
@@ -472,7 +538,7 @@ mod tests {
             .map(|i| {
                 let db = db.clone();
                 std::thread::spawn(move || {
-                    let mut s = State::open(&db).unwrap();
+                    let mut s = State::open(&db).unwrap().with_port_base(41600);
                     let dir = PathBuf::from(format!("/d{i}"));
                     s.allocate(&dir, &dir.join(".ktest/vm"), "t").unwrap().slot
                 })

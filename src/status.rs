@@ -25,7 +25,7 @@ pub fn status(db: &Path) -> Result<Code> {
             "{:<6} {:<8} {:<8} {:<8} {:<30} {}",
             v.slot,
             v.owner_pid,
-            v.ssh_port(),
+            v.ssh_port,
             format!("{}s", (now - v.started_at).max(0)),
             v.test,
             v.dir.display()

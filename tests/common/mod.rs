@@ -1,0 +1,165 @@
+//! Shared helpers for the end-to-end tests: the test kernel, running ktest
+//! in a private directory with a private state database, and looking for
+//! leftover qemu processes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding the test kernel (bzImage, vmlinux, .config):
+/// `$KTEST_TEST_KERNEL`, else built (once, cached) by tests/test-kernel.sh.
+pub fn kernel_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("KTEST_TEST_KERNEL") {
+            return PathBuf::from(d);
+        }
+        let out = Command::new(repo().join("tests/test-kernel.sh"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("running tests/test-kernel.sh");
+        assert!(out.status.success(), "tests/test-kernel.sh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// The test kernel's bzImage.
+pub fn bzimage() -> PathBuf {
+    kernel_dir().join("bzImage")
+}
+
+/// A scratch working directory with its own state database.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("ktest-e2e-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// One database for every VM this test process starts, as for a real
+    /// user: slots (and so ssh ports) are unique across parallel tests.
+    pub fn db(&self) -> PathBuf {
+        static DB: OnceLock<tempfile::TempDir> = OnceLock::new();
+        DB.get_or_init(|| tempfile::tempdir().unwrap())
+            .path()
+            .join("state.db")
+    }
+
+    /// Writes an executable test script into the sandbox.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// `ktest` with this sandbox as its directory and database.
+    pub fn ktest(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ktest"));
+        c.current_dir(self.path()).env("KTEST_DB", self.db());
+        c
+    }
+
+    /// `ktest run --kernel <test kernel> ARGS...`
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ktest()
+            .arg("run")
+            .arg("--kernel")
+            .arg(bzimage())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn vm_dir(&self) -> PathBuf {
+        self.path().join(".ktest/vm")
+    }
+
+    /// Asserts the run left nothing behind: no VM directory, no qemu, no row.
+    /// (`ktest status` runs first, so it also reaps what a killed ktest left.)
+    pub fn assert_clean(&self) {
+        let listed = self.status_lines();
+        assert!(listed.is_empty(), "status after the run: {listed:?}");
+        assert!(
+            !self.vm_dir().exists(),
+            "{} left behind",
+            self.vm_dir().display()
+        );
+        assert_eq!(
+            qemus_in(self.path()),
+            Vec::<u32>::new(),
+            "qemu left running"
+        );
+    }
+
+    /// The lines of `ktest status` about VMs started under this sandbox.
+    pub fn status_lines(&self) -> Vec<String> {
+        let out = self.ktest().arg("status").output().unwrap();
+        assert!(out.status.success());
+        let root = self.path().to_string_lossy().into_owned();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.ends_with(&root) || l.contains(&format!("{root}/")))
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Everything a run printed.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// pids of qemu processes whose working directory is under `dir`.
+pub fn qemus_in(dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("qemu-system") {
+            continue;
+        }
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Waits up to `secs` for `cond`.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}

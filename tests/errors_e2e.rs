@@ -1,0 +1,192 @@
+//! Bad input: each case gives one clear message, its documented exit code,
+//! starts no VM and leaves nothing behind.
+
+mod common;
+
+use common::*;
+
+fn check(s: &Sandbox, out: std::process::Output, code: i32, needles: &[&str]) {
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(code), "{t}");
+    for n in needles {
+        assert!(t.contains(n), "expected {n:?} in:\n{t}");
+    }
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(!s.vm_dir().exists());
+    assert!(qemus_in(s.path()).is_empty());
+}
+
+#[test]
+fn malformed_deps_line() {
+    let s = Sandbox::new();
+    let t = s.script("bad", "#!/bin/sh\necho MEM=128M\necho SCRATCH=1G,lots\n");
+    let out = s.run(&[t.to_str().unwrap()]);
+    check(&s, out, 2, &["bad: deps: line 2, SCRATCH:", "'lots'"]);
+}
+
+#[test]
+fn unknown_key() {
+    let s = Sandbox::new();
+    let t = s.script("typo", "#!/bin/sh\necho MEM=128M\necho SCRACH=1G\n");
+    check(
+        &s,
+        s.run(&[t.to_str().unwrap()]),
+        2,
+        &["line 2, SCRACH: unknown key"],
+    );
+}
+
+#[test]
+fn deps_fails_or_prints_nothing() {
+    let s = Sandbox::new();
+    let t = s.script("broken", "#!/bin/sh\necho oops >&2\nexit 7\n");
+    check(
+        &s,
+        s.run(&[t.to_str().unwrap()]),
+        2,
+        &["deps' failed", "oops"],
+    );
+    let t = s.script("silent", "#!/bin/sh\nexit 0\n");
+    check(
+        &s,
+        s.run(&[t.to_str().unwrap()]),
+        2,
+        &["printed no KEY=VALUE lines"],
+    );
+}
+
+#[test]
+fn missing_require() {
+    let s = Sandbox::new();
+    let t = s.script(
+        "needy",
+        "#!/bin/sh\necho MEM=128M\necho REQUIRE=no-such-helper\n",
+    );
+    check(
+        &s,
+        s.run(&[t.to_str().unwrap()]),
+        2,
+        &["REQUIRE=no-such-helper: not found"],
+    );
+}
+
+#[test]
+fn lrequire_without_a_source_tree() {
+    let s = Sandbox::new();
+    let t = s.script(
+        "tree",
+        "#!/bin/sh\necho MEM=128M\necho LREQUIRE=tools/foo\n",
+    );
+    check(
+        &s,
+        s.run(&[t.to_str().unwrap()]),
+        2,
+        &["LREQUIRE=tools/foo needs the kernel source tree"],
+    );
+}
+
+#[test]
+fn test_not_executable() {
+    let s = Sandbox::new();
+    let t = s.path().join("plain");
+    std::fs::write(&t, "echo MEM=128M\n").unwrap();
+    check(
+        &s,
+        s.run(&[t.to_str().unwrap()]),
+        2,
+        &["is not executable; chmod +x"],
+    );
+    check(&s, s.run(&["no-such-test"]), 2, &["no-such-test"]);
+}
+
+#[test]
+fn no_kernel() {
+    let s = Sandbox::new();
+    let t = s.script("ok", "#!/bin/sh\necho MEM=128M\n");
+    let out = s.ktest().args(["run"]).arg(&t).output().unwrap();
+    check(&s, out, 2, &["no kernel"]);
+    let out = s
+        .ktest()
+        .args(["run", "--kernel", "/nonexistent"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    check(&s, out, 2, &["--kernel /nonexistent"]);
+}
+
+#[test]
+fn no_qemu() {
+    let s = Sandbox::new();
+    let t = s.script("ok", "#!/bin/sh\necho MEM=128M\n");
+    let out = s
+        .ktest()
+        .env("PATH", "/nonexistent")
+        .args(["run", "--kernel"])
+        .arg(bzimage())
+        .arg(&t)
+        .output()
+        .unwrap();
+    check(
+        &s,
+        out,
+        5,
+        &[
+            "qemu-system-x86_64 not found",
+            "apt-get install qemu-system-x86",
+        ],
+    );
+}
+
+#[test]
+fn second_vm_in_the_same_directory_is_refused() {
+    let s = Sandbox::new();
+    let t = s.script(
+        "sleeper",
+        "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=128M; exit 0; }\nsleep 1000\n",
+    );
+    let mut first = s
+        .ktest()
+        .args(["run", "--kernel"])
+        .arg(bzimage())
+        .arg(&t)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(30, || s.vm_dir().join("pid").exists()));
+    let out = s.run(&[t.to_str().unwrap()]);
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "a VM from this directory is running (ktest pid {})",
+            first.id()
+        )),
+        "{text}"
+    );
+    // The refused run must not have touched the first VM's directory.
+    assert!(s.vm_dir().join("pid").exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(130));
+    s.assert_clean();
+}
+
+#[test]
+fn forced_kvm_that_does_not_work_is_an_error() {
+    // Only meaningful where the probe fails (as on this project's CI
+    // machines); where KVM works the run must simply pass.
+    let s = Sandbox::new();
+    let t = repo().join("tests/hello");
+    let out = s.run(&["--accel", "kvm", t.to_str().unwrap()]);
+    let code = out.status.code();
+    let txt = text(&out);
+    assert!(
+        code == Some(0) || (code == Some(5) && txt.contains("use --accel tcg")),
+        "{txt}"
+    );
+    assert!(!s.vm_dir().exists());
+}

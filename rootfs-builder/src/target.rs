@@ -1,0 +1,108 @@
+//! The image path the user gave, made absolute, and the rules for what may
+//! already be there.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{usage, Result};
+use crate::image::Existing;
+
+/// Resolves PATH to `canonical parent directory / file name`, so the work
+/// directory lands on the same file system and the final rename is atomic.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .filter(|_| !path.as_os_str().to_string_lossy().ends_with('/'))
+        .ok_or_else(|| {
+            usage(format!(
+                "{} does not name a file; give the image file's path, e.g. /var/lib/ktest/root.img",
+                path.display()
+            ))
+        })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(|e| {
+        usage(format!(
+            "directory {} is not usable ({e}); create it first",
+            parent.display()
+        ))
+    })?;
+    if !parent.is_dir() {
+        return Err(usage(format!("{} is not a directory", parent.display())));
+    }
+    Ok(parent.join(name))
+}
+
+/// Whether a build may proceed given what is at the target: `Ok` to build
+/// (replacing a regular file only with `force`), else the refusal.
+pub fn check_build_target(path: &Path, existing: &Existing, force: bool) -> Result<()> {
+    let p = path.display();
+    match existing {
+        Existing::Missing => Ok(()),
+        Existing::NotRegular(kind) => Err(usage(format!(
+            "{p} exists and is {kind}; refusing to replace it even with --force; \
+             remove it or pick another path"
+        ))),
+        _ if force => Ok(()),
+        Existing::KtestImage(m) => Err(usage(format!(
+            "{p} is already a ktest image ({} {}, built {}); use --force to rebuild it \
+             or --update to re-apply the configuration",
+            m.release, m.arch, m.built
+        ))),
+        Existing::Qcow2 => Err(usage(format!(
+            "{p} exists (a qcow2 image); use --force to rebuild it or --update to \
+             re-apply the configuration"
+        ))),
+        Existing::ForeignExt4 => Err(usage(format!(
+            "{p} exists and is an ext4 image that is not a ktest image (no /etc/ktest-image); \
+             refusing to overwrite it; use --force to replace it"
+        ))),
+        Existing::OtherFile => Err(usage(format!(
+            "{p} exists and is not a ktest image; refusing to overwrite it; \
+             use --force to replace it"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marker::Marker;
+
+    #[test]
+    fn resolves_relative_paths_against_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        assert_eq!(resolve(&dir.path().join("img")).unwrap(), real.join("img"));
+        let err = resolve(&dir.path().join("missing/img")).unwrap_err();
+        assert!(err.to_string().contains("create it first"));
+        assert!(resolve(Path::new("/")).is_err());
+        assert!(resolve(&dir.path().join("sub/")).is_err());
+        assert_eq!(
+            resolve(Path::new("img")).unwrap().file_name().unwrap(),
+            "img"
+        );
+    }
+
+    #[test]
+    fn existing_targets_need_force_and_must_be_files() {
+        let p = Path::new("/x/img");
+        assert!(check_build_target(p, &Existing::Missing, false).is_ok());
+        let marker = Marker::parse("format=1\nrelease=bookworm\n").unwrap();
+        let ktest = Existing::KtestImage(marker);
+        let msg = check_build_target(p, &ktest, false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("--force") && msg.contains("--update"), "{msg}");
+        assert!(check_build_target(p, &ktest, true).is_ok());
+        for other in [Existing::OtherFile, Existing::ForeignExt4, Existing::Qcow2] {
+            let err = check_build_target(p, &other, false).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(check_build_target(p, &other, true).is_ok());
+        }
+        let dir = Existing::NotRegular("a directory");
+        let msg = check_build_target(p, &dir, true).unwrap_err().to_string();
+        assert!(msg.contains("is a directory; refusing"), "{msg}");
+    }
+}

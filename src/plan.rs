@@ -88,6 +88,8 @@ pub struct PlanInput {
     pub root: Root,
     /// Directory holding `lib/modules/RELEASE` to share with the guest.
     pub modules_root: Option<PathBuf>,
+    /// The guest's PID 1 with the host root: the ktest binary itself.
+    pub init: PathBuf,
 }
 
 /// A planned VM: what to execute and the kernel command line in it.
@@ -257,7 +259,7 @@ pub fn cmdline(input: &PlanInput) -> String {
                 ]
                 .map(String::from),
             );
-            p.push(kparam("init", &format!("{vm_dir}/{}", names::INIT)));
+            p.push(kparam("init", &input.init.to_string_lossy()));
         }
         Root::Image(_) => {
             p.extend(["root=/dev/vda", "rw"].map(String::from));
@@ -346,6 +348,7 @@ mod tests {
             append: vec!["foo=1".into()],
             root: Root::Host,
             modules_root: None,
+            init: "/usr/bin/ktest".into(),
         }
     }
 
@@ -371,7 +374,7 @@ mod tests {
         assert_eq!(fsdev.len(), 1);
         assert!(fsdev[0].contains("path=/,") && fsdev[0].contains("readonly=on"));
         assert!(p.cmdline.contains("root=/dev/root rootfstype=9p"));
-        assert!(p.cmdline.contains("init=/src/.ktest/vm/init"));
+        assert!(p.cmdline.contains("init=/usr/bin/ktest"));
         assert!(p.cmdline.contains("KTEST_DIR=/src/.ktest/vm"));
         assert!(
             p.cmdline.ends_with("foo=1"),

@@ -128,6 +128,7 @@ struct Prepared {
     qemu: PathBuf,
     timeout: u64,
     cpus: u32,
+    init: PathBuf,
 }
 
 fn prepare(args: &RunArgs) -> Result<Prepared> {
@@ -148,6 +149,9 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     let qemu = find_qemu()?;
     let timeout = args.timeout.or(spec.timeout).unwrap_or(DEFAULT_TIMEOUT);
     let cpus = args.cpus.or(spec.cpus).unwrap_or(DEFAULT_CPUS);
+    let init = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context(|| "finding the ktest binary (the guest's init)".into())?;
     Ok(Prepared {
         test,
         spec,
@@ -156,6 +160,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         qemu,
         timeout,
         cpus,
+        init,
     })
 }
 
@@ -173,6 +178,7 @@ fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: 
         append: p.spec.append.clone(),
         root: Root::Host,
         modules_root: p.kernel.modules_root.clone(),
+        init: p.init.clone(),
     }
 }
 

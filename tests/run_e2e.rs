@@ -167,8 +167,8 @@ fn concurrent_runs_get_distinct_slots() {
                 .args(["run", "--cpus", "1", "--kernel"])
                 .arg(bzimage())
                 .arg(&test)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
@@ -186,8 +186,9 @@ fn concurrent_runs_get_distinct_slots() {
     slots.sort();
     slots.dedup();
     assert_eq!(slots.len(), 16, "{listing:#?}");
-    for mut c in children {
-        assert!(c.wait().unwrap().success());
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
     }
     for d in &dirs {
         assert!(!d.join(".ktest/vm").exists());

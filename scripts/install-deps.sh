@@ -1,0 +1,13 @@
+#!/bin/bash
+# Installs the Debian packages ktest, its tests and its example tests need.
+# Run as root (or with sudo) on Debian bookworm or later.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends \
+	qemu-system-x86 qemu-utils \
+	gdb openssh-server openssh-client \
+	busybox-static socat cpio \
+	debootstrap e2fsprogs bcache-tools \
+	linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev xz-utils kmod \
+	python3 iproute2 procps util-linux

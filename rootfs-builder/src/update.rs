@@ -22,7 +22,7 @@ use crate::error::{build, usage, Result};
 use crate::exec::Runner;
 use crate::host;
 use crate::image::{self, Existing};
-use crate::marker::{self, Marker};
+use crate::marker::{self, Marker, FORMAT_VERSION};
 use crate::signals::Interrupt;
 use crate::target;
 
@@ -101,8 +101,18 @@ fn update_in(work: &WorkDir, req: &Request, runner: &mut Runner) -> Result<()> {
         ))
     })?;
 
+    if old.format > FORMAT_VERSION {
+        return Err(usage(format!(
+            "{} has image format {}, newer than this create-vm-image knows ({FORMAT_VERSION}); \
+             update it with a newer create-vm-image",
+            req.target.display(),
+            old.format
+        )));
+    }
+
     progress("configuring (debugfs)");
     let new = Marker {
+        format: FORMAT_VERSION,
         updated: Some(marker::now_utc()),
         tool: marker::tool_id(),
         ..old

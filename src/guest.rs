@@ -38,6 +38,41 @@ pub fn env_file(test: &Path, links: &[Required], args: &[String]) -> String {
     s
 }
 
+/// What the guest does besides running the test: ssh, and whether the VM
+/// stays up with a shell on the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The sshd assignments from `sshkey::Keys::guest_env`, or why the
+    /// guest cannot offer ssh (the guest says so on its console).
+    pub ssh: Result<String, String>,
+    /// Keep the VM up with a shell on the console after the test, or
+    /// instead of one (`ktest boot`).
+    pub shell: bool,
+    /// The user's terminal type, for that shell.
+    pub term: Option<String>,
+    /// The user's terminal size (rows, columns), for that shell.
+    pub size: Option<(u16, u16)>,
+}
+
+/// The shell assignments lib/guest/init.sh reads for a `Session`:
+/// `ktest_ssh_*`, `ktest_shell`, `ktest_term`, `ktest_rows`, `ktest_cols`.
+pub fn session_env(s: &Session) -> String {
+    let mut env = match &s.ssh {
+        Ok(assignments) => assignments.clone(),
+        Err(why) => format!("ktest_ssh_unavailable={}\n", shell_words::quote(why)),
+    };
+    if s.shell {
+        env.push_str("ktest_shell=1\n");
+        if let Some(term) = &s.term {
+            env.push_str(&format!("ktest_term={}\n", shell_words::quote(term)));
+        }
+        if let Some((rows, cols)) = s.size {
+            env.push_str(&format!("ktest_rows={rows}\nktest_cols={cols}\n"));
+        }
+    }
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +111,33 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "/t/x|$(rm -rf /)|");
+    }
+
+    #[test]
+    fn session_env_is_valid_shell() {
+        let env = session_env(&Session {
+            ssh: Err("no ssh-keygen; it's missing".into()),
+            shell: true,
+            term: Some("xterm-256color".into()),
+            size: Some((40, 120)),
+        });
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{env}\nprintf '%s|' \"$ktest_ssh_unavailable\" \"$ktest_shell\" \"$ktest_term\" \"$ktest_rows\" \"$ktest_cols\""
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "no ssh-keygen; it's missing|1|xterm-256color|40|120|"
+        );
+        let quiet = session_env(&Session {
+            ssh: Ok("ktest_ssh_authorized=k\n".into()),
+            shell: false,
+            term: Some("xterm".into()),
+            size: None,
+        });
+        assert_eq!(quiet, "ktest_ssh_authorized=k\n");
     }
 }

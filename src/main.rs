@@ -21,9 +21,11 @@ mod signals;
 mod size;
 mod sock;
 mod spec;
+mod sshkey;
 mod state;
 mod status;
 mod supervise;
+mod terminal;
 
 use clap::Parser;
 use error::Code;
@@ -57,7 +59,7 @@ fn dispatch(cli: cli::Cli) -> error::Result<Code> {
         cli::Command::Build(opts) => build::build(&opts),
         cli::Command::Oldconfig(opts) => build::configure(&opts, false),
         cli::Command::Config(opts) => build::configure(&opts, true),
-        cli::Command::Boot(args) => attach::boot(&db, args),
+        cli::Command::Boot(args) => run::boot(&db, args),
         cli::Command::Ssh { command } => attach::ssh(&db, command),
         cli::Command::Gdb { args } => attach::gdb(&db, args),
         cli::Command::Kgdb { args } => attach::kgdb(&db, args),

@@ -48,6 +48,10 @@ pub mod names {
     pub const ENV: &str = "run.env";
     /// The ktest process's pid.
     pub const PID: &str = "pid";
+    /// The path of the booted kernel's vmlinux, when known (for `ktest gdb`).
+    pub const VMLINUX: &str = "vmlinux.path";
+    /// The path of the console log (for `ktest ssh` and `ktest sysrq`).
+    pub const LOG: &str = "log.path";
     /// The virtio-serial port name the guest writes its verdict to.
     pub const RESULT_PORT: &str = "ktest.result";
     /// 9p mount tag of the per-VM directory (image mode).
@@ -240,6 +244,8 @@ pub fn cmdline(input: &PlanInput) -> String {
     let vm_dir = input.vm_dir.to_string_lossy();
     let mut p: Vec<String> = vec![
         "console=ttyS0".into(),
+        // kgdb talks over the second serial port (kgdb.sock) for `ktest kgdb`.
+        "kgdboc=ttyS1".into(),
         // Crash fast: an oops panics, a panic reboots, and qemu -no-reboot exits.
         "panic=-1".into(),
         "oops=panic".into(),
@@ -376,6 +382,7 @@ mod tests {
         assert!(p.cmdline.contains("root=/dev/root rootfstype=9p"));
         assert!(p.cmdline.contains("init=/usr/bin/ktest"));
         assert!(p.cmdline.contains("KTEST_DIR=/src/.ktest/vm"));
+        assert!(p.cmdline.contains(" kgdboc=ttyS1 "));
         assert!(
             p.cmdline.ends_with("foo=1"),
             "APPEND must come last: {}",

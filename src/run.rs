@@ -2,17 +2,18 @@
 //! slot and scratch disks, boot, watch, clean up, report.
 
 use crate::accel;
-use crate::cli::RunArgs;
+use crate::cli::{BootArgs, RunArgs};
 use crate::deps;
 use crate::error::{Code, Context, Error, Result};
 use crate::guest;
 use crate::kernel::{self, Kernel};
-use crate::outcome;
+use crate::outcome::{self, Observed};
 use crate::plan::{self, names, PlanInput, Root};
 use crate::require::{self, Required};
 use crate::signals;
 use crate::size;
 use crate::spec::TestSpec;
+use crate::sshkey;
 use crate::state::{self, State, VmRow};
 use crate::supervise;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -121,7 +122,8 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<()> {
 
 /// Everything decided before a VM exists.
 struct Prepared {
-    test: PathBuf,
+    /// The test script; `None` for `ktest boot`.
+    test: Option<PathBuf>,
     spec: TestSpec,
     kernel: Kernel,
     requires: Vec<Required>,
@@ -149,11 +151,9 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     let qemu = find_qemu()?;
     let timeout = args.timeout.or(spec.timeout).unwrap_or(DEFAULT_TIMEOUT);
     let cpus = args.cpus.or(spec.cpus).unwrap_or(DEFAULT_CPUS);
-    let init = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .context(|| "finding the ktest binary (the guest's init)".into())?;
+    let init = guest_init()?;
     Ok(Prepared {
-        test,
+        test: Some(test),
         spec,
         kernel,
         requires,
@@ -161,6 +161,35 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         timeout,
         cpus,
         init,
+    })
+}
+
+/// The guest's init with the host root: the ktest binary itself.
+fn guest_init() -> Result<PathBuf> {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context(|| "finding the ktest binary (the guest's init)".into())
+}
+
+/// What `ktest boot` needs: a kernel, memory and CPUs, and no test.
+fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
+    let mem = size::parse(&args.mem).map_err(|e| Error::usage(format!("--mem: {e}")))?;
+    let kernel = match &args.kernel {
+        Some(k) => kernel::from_arg(k)?,
+        None => crate::build::kernel_for_run(&args.build, &[])?,
+    };
+    Ok(Prepared {
+        test: None,
+        spec: TestSpec {
+            mem,
+            ..TestSpec::default()
+        },
+        kernel,
+        requires: Vec::new(),
+        qemu: find_qemu()?,
+        timeout: 0,
+        cpus: args.cpus.unwrap_or(DEFAULT_CPUS),
+        init: guest_init()?,
     })
 }
 
@@ -219,11 +248,27 @@ fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .context(|| format!("writing {}", path.display()))
 }
 
-/// Fills the per-VM directory: init, assignments, pid, scratch disks.
-fn populate(p: &Prepared, args: &RunArgs, vm_dir: &Path) -> Result<()> {
+/// Fills the per-VM directory: init, assignments, pid, scratch disks, and
+/// what `ktest gdb`/`ssh`/`sysrq` look up later (vmlinux, console log).
+fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
     write_private(&vm_dir.join(names::INIT), guest::INIT.as_bytes(), 0o700)?;
-    let env = guest::env_file(&p.test, &p.requires, &args.args);
+    let mut env = match &p.test {
+        Some(test) => guest::env_file(test, &p.requires, l.args),
+        None => String::new(),
+    };
+    env.push_str(&guest::session_env(&guest::Session {
+        ssh: ssh_env(&l.keys),
+        shell: l.interactive.is_some(),
+        term: std::env::var("TERM").ok(),
+        size: crate::terminal::size(),
+    }));
     write_private(&vm_dir.join(names::ENV), env.as_bytes(), 0o600)?;
+    if let Some(vmlinux) = &p.kernel.vmlinux {
+        let text = format!("{}\n", vmlinux.display());
+        write_private(&vm_dir.join(names::VMLINUX), text.as_bytes(), 0o600)?;
+    }
+    let text = format!("{}\n", log.display());
+    write_private(&vm_dir.join(names::LOG), text.as_bytes(), 0o600)?;
     write_private(
         &vm_dir.join(names::PID),
         format!("{}\n", std::process::id()).as_bytes(),
@@ -242,18 +287,104 @@ fn populate(p: &Prepared, args: &RunArgs, vm_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The guest's sshd settings, or why the guest cannot offer ssh.
+fn ssh_env(keys: &sshkey::Keys) -> std::result::Result<String, String> {
+    keys.ensure().and_then(|()| keys.guest_env()).map_err(|e| {
+        format!(
+            "ktest could not set up its ssh keys: {}",
+            e.message.replace('\n', ";")
+        )
+    })
+}
+
+/// How a prepared VM is run.
+struct Launch<'a> {
+    accel: accel::Choice,
+    verbose: bool,
+    interactive: Option<supervise::Interactive>,
+    /// Arguments for the test.
+    args: &'a [String],
+    /// The console log's name: the test's file name, or `boot`.
+    name: String,
+    /// ktest's ssh keys.
+    keys: sshkey::Keys,
+}
+
+/// The directory ktest runs from (where `.ktest/` goes), canonical.
+fn start_dir() -> Result<PathBuf> {
+    std::env::current_dir()
+        .and_then(|d| d.canonicalize())
+        .context(|| "current directory".into())
+}
+
+/// Allocates a slot, fills the per-VM directory, boots and watches the VM,
+/// and removes everything again. Returns what happened and the log's path.
+fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
+    let cwd = start_dir()?;
+    let ktest_dir = cwd.join(".ktest");
+    let vm_dir = ktest_dir.join("vm");
+    let mut state = State::open(db)?;
+    create_private_dir(&ktest_dir)?;
+    let accel = accel::choose(l.accel, &p.qemu, &state, &ktest_dir)?;
+    let test_name = p
+        .test
+        .as_ref()
+        .map(|t| t.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let row = state.allocate(&cwd, &vm_dir, &test_name)?;
+    state.add_file(row.id, &vm_dir)?;
+    let guard = VmGuard { state, row };
+    let log_dir = ktest_dir.join("log");
+    create_private_dir(&log_dir)?;
+    let log = log_dir.join(format!("{}.log", l.name));
+    // A directory left by a ktest that died belongs to no live VM: replace it.
+    state::remove_path(&vm_dir);
+    create_private_dir(&vm_dir)?;
+    populate(p, l, &vm_dir, &log)?;
+    let plan = plan::plan(&plan_input(
+        p,
+        accel,
+        &vm_dir,
+        guard.row.slot,
+        guard.row.ssh_port,
+    ));
+    if l.verbose {
+        eprintln!("ktest: {}", plan.shell_line());
+    }
+    if signals::interrupted() {
+        let observed = Observed {
+            interrupted: true,
+            ..Observed::default()
+        };
+        return Ok((observed, log));
+    }
+    let opts = supervise::Options {
+        // A person driving the VM decides when it ends.
+        timeout: l
+            .interactive
+            .is_none()
+            .then(|| Duration::from_secs(p.timeout)),
+        verbose: l.verbose,
+        log: log.clone(),
+        interactive: l.interactive,
+    };
+    let observed = supervise::run(&plan, &vm_dir, &opts, |pid| {
+        // Lets a later ktest kill this qemu if both ktest and its
+        // parent-death signal somehow failed.
+        let _ = guard.state.set_qemu(guard.row.id, pid);
+    });
+    drop(guard);
+    Ok((observed?, log))
+}
+
 /// Runs `ktest run`.
 pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare(&args)?;
-    let cwd = std::env::current_dir()
-        .and_then(|d| d.canonicalize())
-        .context(|| "current directory".into())?;
-    let ktest_dir = cwd.join(".ktest");
-    let vm_dir = ktest_dir.join("vm");
-    let mut state = State::open(db)?;
 
     if args.dry_run {
+        let vm_dir = start_dir()?.join(".ktest/vm");
+        let state = State::open(db)?;
         let accel = accel::choose(args.accel, &prepared.qemu, &state, &std::env::temp_dir())?;
         let plan = plan::plan(&plan_input(
             &prepared,
@@ -271,51 +402,22 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
         return Ok(Code::Passed);
     }
 
-    create_private_dir(&ktest_dir)?;
-    let accel = accel::choose(args.accel, &prepared.qemu, &state, &ktest_dir)?;
-    let test_name = prepared.test.to_string_lossy().into_owned();
-    let row = state.allocate(&cwd, &vm_dir, &test_name)?;
-    state.add_file(row.id, &vm_dir)?;
-    let guard = VmGuard { state, row };
-    // A directory left by a ktest that died belongs to no live VM: replace it.
-    state::remove_path(&vm_dir);
-    create_private_dir(&vm_dir)?;
-    populate(&prepared, &args, &vm_dir)?;
-    let plan = plan::plan(&plan_input(
-        &prepared,
-        accel,
-        &vm_dir,
-        guard.row.slot,
-        guard.row.ssh_port,
-    ));
-    if args.verbose {
-        eprintln!("ktest: {}", plan.shell_line());
-    }
-    let log_dir = ktest_dir.join("log");
-    create_private_dir(&log_dir)?;
-    let log = log_dir.join(format!(
-        "{}.log",
-        prepared
+    let launch_opts = Launch {
+        accel: args.accel,
+        verbose: args.verbose,
+        interactive: args
+            .interactive
+            .then_some(supervise::Interactive::AfterTest),
+        args: &args.args,
+        name: args
             .test
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
-    ));
-    if signals::interrupted() {
-        return Ok(Code::Interrupted);
-    }
-    let opts = supervise::Options {
-        timeout: Duration::from_secs(prepared.timeout),
-        verbose: args.verbose,
-        log: log.clone(),
+            .into_owned(),
+        keys: sshkey::Keys::beside(db),
     };
-    let observed = supervise::run(&plan, &vm_dir, &opts, |pid| {
-        // Lets a later ktest kill this qemu if both ktest and its
-        // parent-death signal somehow failed.
-        let _ = guard.state.set_qemu(guard.row.id, pid);
-    });
-    drop(guard);
-    let observed = observed?;
+    let (observed, log) = launch(db, &prepared, &launch_opts)?;
     let verdict = outcome::decide(&observed);
     let name = args.test.display();
     match verdict.code {
@@ -327,4 +429,77 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
         ),
     }
     Ok(verdict.code)
+}
+
+/// Runs `ktest boot`: a VM with no test and the console attached, until
+/// the guest powers off, the user quits (Ctrl-A X) or ktest is stopped.
+pub fn boot(db: &Path, args: BootArgs) -> Result<Code> {
+    signals::install();
+    let prepared = prepare_boot(&args)?;
+    let launch_opts = Launch {
+        accel: args.accel,
+        // The whole console is shown anyway.
+        verbose: false,
+        interactive: Some(supervise::Interactive::FromBoot),
+        args: &[],
+        name: "boot".into(),
+        keys: sshkey::Keys::beside(db),
+    };
+    let (observed, log) = launch(db, &prepared, &launch_opts)?;
+    let verdict = boot_verdict(&observed);
+    eprintln!("ktest: boot: {}", verdict.summary);
+    if verdict.code != Code::Passed {
+        eprintln!("ktest: console log: {}", log.display());
+    }
+    Ok(verdict.code)
+}
+
+/// How a `ktest boot` session ended. There is no test, so ending it by
+/// quitting or stopping it is a success; the kernel crashing is not.
+fn boot_verdict(o: &Observed) -> outcome::Verdict {
+    if o.crash.is_some() || o.guest_error.is_some() {
+        // Judged as for a test: quitting afterwards does not hide a crash.
+        return outcome::decide(&Observed {
+            interrupted: false,
+            ..o.clone()
+        });
+    }
+    let v = |code, summary: String| outcome::Verdict { code, summary };
+    match &o.qemu_exit {
+        Some(how) if !o.started => v(Code::Infra, format!("qemu {how} before the guest started")),
+        _ => v(Code::Passed, "VM stopped".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_ends_well_unless_the_kernel_or_qemu_failed() {
+        let started = Observed {
+            started: true,
+            ..Observed::default()
+        };
+        let quit = Observed {
+            interrupted: true,
+            ..started.clone()
+        };
+        assert_eq!(boot_verdict(&quit).code, Code::Passed);
+        let powered_off = Observed {
+            qemu_exit: Some("exited with status 0".into()),
+            ..started.clone()
+        };
+        assert_eq!(boot_verdict(&powered_off).code, Code::Passed);
+        let no_start = Observed {
+            qemu_exit: Some("exited with status 1:\n  bad kernel".into()),
+            ..Observed::default()
+        };
+        assert_eq!(boot_verdict(&no_start).code, Code::Infra);
+        let crash = Observed {
+            crash: Some("Kernel panic - not syncing".into()),
+            ..quit
+        };
+        assert_eq!(boot_verdict(&crash).code, Code::Crash);
+    }
 }

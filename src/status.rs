@@ -27,7 +27,7 @@ pub fn status(db: &Path) -> Result<Code> {
             v.owner_pid,
             v.ssh_port,
             format!("{}s", (now - v.started_at).max(0)),
-            v.test,
+            if v.test.is_empty() { "(boot)" } else { &v.test },
             v.dir.display()
         );
     }

@@ -3,12 +3,18 @@
 //!
 //! Readers run on threads and send events over one channel; the loop here is
 //! the only place that decides anything.
+//!
+//! Interactive sessions (`ktest boot`, `ktest run -I`) differ in three ways:
+//! the user's keystrokes go to the console, the console is shown byte by
+//! byte (a shell prompt has no newline), and the VM stays up after the test
+//! until it powers off, the user quits (Ctrl-A X) or ktest is signalled.
 
 use crate::console::{self, Line};
 use crate::error::{Context, Error, Result};
 use crate::outcome::Observed;
 use crate::plan::{names, VmPlan};
 use crate::signals;
+use crate::terminal::{self, Escape, Key, RawMode};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -33,16 +39,32 @@ const CONTEXT_LINES: usize = 40;
 
 /// How a run is watched.
 pub struct Options {
-    /// Time limit for the whole VM run.
-    pub timeout: Duration,
+    /// Time limit for the whole VM run; `None` for none (a person is
+    /// driving an interactive session).
+    pub timeout: Option<Duration>,
     /// Show the boot log, not only the test's part of the console.
     pub verbose: bool,
     /// Where the console log goes.
     pub log: PathBuf,
+    /// Whether the user's terminal is attached to the console, and when.
+    pub interactive: Option<Interactive>,
+}
+
+/// When the console becomes the user's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interactive {
+    /// From the start (`ktest boot`: there is no test).
+    FromBoot,
+    /// Once the test has ended (`ktest run -I`). Until then the test's
+    /// output is shown as usual and Ctrl-C interrupts the run.
+    AfterTest,
 }
 
 enum Event {
-    Console(String),
+    /// Bytes from the serial console, as they came.
+    Console(Vec<u8>),
+    /// Bytes the user typed (interactive sessions).
+    Input(Vec<u8>),
     Result(i32),
     QemuExit(ExitStatus),
     QemuStderr(String),
@@ -104,18 +126,39 @@ fn read_console(listener: UnixListener, tx: Sender<Event>, writer_slot: Sender<U
     if let Ok(w) = stream.try_clone() {
         let _ = writer_slot.send(w);
     }
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']).to_string();
-                if tx.send(Event::Console(line)).is_err() {
-                    return;
-                }
+    terminal::pump(stream, |b| tx.send(Event::Console(b)).is_ok());
+}
+
+/// Forwards what the user types to the loop, until stdin ends.
+fn read_input(tx: Sender<Event>) {
+    terminal::pump(std::io::stdin(), |b| tx.send(Event::Input(b)).is_ok());
+}
+
+/// Reassembles console lines from the chunks the console socket delivers.
+#[derive(Debug, Default)]
+struct LineBuf {
+    partial: Vec<u8>,
+}
+
+impl LineBuf {
+    /// Consumes `bytes` up to and including the first newline and returns
+    /// the completed line without its line ending; without a newline,
+    /// keeps everything for later and returns `None`.
+    fn next_line(&mut self, bytes: &mut &[u8]) -> Option<String> {
+        match bytes.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                self.partial.extend_from_slice(&bytes[..i]);
+                *bytes = &bytes[i + 1..];
+                let line = String::from_utf8_lossy(&self.partial)
+                    .trim_end_matches('\r')
+                    .to_string();
+                self.partial.clear();
+                Some(line)
+            }
+            None => {
+                self.partial.extend_from_slice(bytes);
+                *bytes = &[];
+                None
             }
         }
     }
@@ -157,8 +200,11 @@ enum Wait {
     Sysrq,
 }
 
+/// How often the loop looks at signals when nothing happens.
+const POLL: Duration = Duration::from_millis(100);
+
 /// Boots the plan and watches it to the end. qemu is stopped when this
-/// returns, on every path.
+/// returns, on every path; an interactive session's terminal is restored.
 pub fn run(
     plan: &VmPlan,
     vm_dir: &Path,
@@ -204,6 +250,10 @@ pub fn run(
             }
         });
     }
+    if opts.interactive.is_some() {
+        let tx = tx.clone();
+        std::thread::spawn(move || read_input(tx));
+    }
     drop(tx);
     let mut watcher = Watcher {
         obs: Observed::default(),
@@ -211,31 +261,50 @@ pub fn run(
         verbose: opts.verbose,
         shown_context: false,
         qemu_stderr: String::new(),
+        lines: LineBuf::default(),
+        raw: false,
     };
     let start = Instant::now();
     let mut wait = Wait::Test;
-    let mut deadline = start + opts.timeout;
+    let mut deadline = opts.timeout.map(|t| start + t);
     let mut console_writer: Option<UnixStream> = None;
     let mut end_seen = false;
+    let mut escape = Escape::default();
+    // Keystrokes typed before qemu connected the console.
+    let mut typed: Vec<u8> = Vec::new();
+    // Restores the terminal when dropped, however this function is left.
+    let mut raw_mode: Option<RawMode> = None;
+    let boot = opts.interactive == Some(Interactive::FromBoot);
+    if boot {
+        watcher.raw = true;
+        raw_mode = RawMode::enter();
+        eprintln!("ktest: booting; the console is yours ({})", terminal::HELP);
+    }
 
-    loop {
+    'events: loop {
         if console_writer.is_none() {
             console_writer = wrx.try_recv().ok();
         }
+        if let (Some(w), false) = (console_writer.as_mut(), typed.is_empty()) {
+            let _ = w.write_all(&typed);
+            typed.clear();
+        }
         if signals::interrupted() {
-            watcher.obs.interrupted = true;
+            // Once an interactive test has ended, stopping the VM is how the
+            // session normally ends: the verdict stays the test's.
+            watcher.obs.interrupted = !(opts.interactive.is_some() && end_seen);
             break;
         }
         let now = Instant::now();
-        if now >= deadline {
+        if let Some(d) = deadline.filter(|d| now >= *d) {
             match wait {
                 Wait::Test => {
-                    let secs = opts.timeout.as_secs();
+                    let secs = (d - start).as_secs();
                     watcher.obs.timed_out = Some(secs);
                     eprintln!("ktest: timed out after {secs} s; asking the guest for task stacks (sysrq-t)");
                     if sysrq_over_console(vm_dir, console_writer.as_mut(), 't') {
                         wait = Wait::Sysrq;
-                        deadline = now + SYSRQ_GRACE;
+                        deadline = Some(now + SYSRQ_GRACE);
                         continue;
                     }
                     break;
@@ -243,45 +312,90 @@ pub fn run(
                 _ => break,
             }
         }
-        let step = (deadline - now).min(Duration::from_millis(100));
+        let step = deadline.map_or(POLL, |d| (d - now).min(POLL));
         let event = match rx.recv_timeout(step) {
             Ok(e) => e,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
         match event {
-            Event::Console(line) => {
-                let _ = writeln!(log, "{line}");
-                match watcher.line(&line) {
-                    Line::End(_) => {
-                        end_seen = true;
-                        if watcher.obs.status.is_some() {
-                            break;
+            Event::Console(bytes) => {
+                if boot {
+                    // The guest is running: a later qemu exit is not a
+                    // failure to start.
+                    watcher.obs.started = true;
+                }
+                let mut rest = bytes.as_slice();
+                while let Some(kind) = watcher.next_line(&mut rest, &mut log) {
+                    match kind {
+                        Line::End(_) => {
+                            end_seen = true;
+                            match opts.interactive {
+                                Some(Interactive::AfterTest) if !watcher.raw => {
+                                    watcher.raw = true;
+                                    raw_mode = RawMode::enter();
+                                    eprintln!(
+                                        "ktest: the test ended; the VM stays up with a shell on its console ({})",
+                                        terminal::HELP
+                                    );
+                                }
+                                None if watcher.obs.status.is_some() => break 'events,
+                                _ => {}
+                            }
                         }
+                        Line::Crash if wait != Wait::Crash => {
+                            wait = Wait::Crash;
+                            deadline = Some(Instant::now() + CRASH_GRACE);
+                        }
+                        // An interactive VM stays up however the test ends.
+                        Line::Success | Line::Failed
+                            if wait == Wait::Test && opts.interactive.is_none() =>
+                        {
+                            wait = Wait::Sentinel;
+                            deadline = Some(Instant::now() + SENTINEL_GRACE);
+                        }
+                        Line::GuestError(_) => {
+                            wait = Wait::Drain;
+                            deadline = Some(Instant::now() + DRAIN_GRACE);
+                        }
+                        _ => {}
                     }
-                    Line::Crash if wait != Wait::Crash => {
-                        wait = Wait::Crash;
-                        deadline = Instant::now() + CRASH_GRACE;
+                }
+            }
+            Event::Input(bytes) => {
+                for key in escape.feed(&bytes) {
+                    match key {
+                        Key::Send(b) => match console_writer.as_mut() {
+                            Some(w) => {
+                                let _ = w.write_all(&b);
+                            }
+                            None => typed.extend(b),
+                        },
+                        Key::Quit => {
+                            watcher.obs.interrupted = !end_seen;
+                            break 'events;
+                        }
+                        Key::Break => {
+                            let _ = crate::qmp::execute(
+                                vm_dir,
+                                "chardev-send-break",
+                                serde_json::json!({"id": "con"}),
+                            );
+                        }
+                        Key::Help => eprint!("\r\nktest: {}\r\n", terminal::HELP),
                     }
-                    Line::Success | Line::Failed if wait == Wait::Test => {
-                        wait = Wait::Sentinel;
-                        deadline = Instant::now() + SENTINEL_GRACE;
-                    }
-                    Line::GuestError(_) => {
-                        wait = Wait::Drain;
-                        deadline = Instant::now() + DRAIN_GRACE;
-                    }
-                    _ => {}
                 }
             }
             Event::Result(code) => {
                 watcher.obs.status = Some(code);
-                if end_seen {
-                    break;
-                }
-                if wait != Wait::Crash {
-                    wait = Wait::Drain;
-                    deadline = Instant::now() + DRAIN_GRACE;
+                if opts.interactive.is_none() {
+                    if end_seen {
+                        break;
+                    }
+                    if wait != Wait::Crash {
+                        wait = Wait::Drain;
+                        deadline = Some(Instant::now() + DRAIN_GRACE);
+                    }
                 }
             }
             Event::QemuExit(status) => {
@@ -294,6 +408,10 @@ pub fn run(
     }
 
     stop(&mut qemu, &rx, &mut watcher, &mut log);
+    if raw_mode.take().is_some() {
+        // The guest may have left the cursor mid-line.
+        eprintln!();
+    }
     if watcher.obs.crash.is_some() {
         watcher.show_context();
     }
@@ -347,11 +465,12 @@ fn stop(qemu: &mut Qemu, rx: &Receiver<Event>, watcher: &mut Watcher, log: &mut 
             }
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Event::Console(line)) => {
-                let _ = writeln!(log, "{line}");
-                watcher.line(&line);
+            Ok(Event::Console(bytes)) => {
+                let mut rest = bytes.as_slice();
+                while watcher.next_line(&mut rest, log).is_some() {}
             }
             Ok(Event::QemuExit(_)) => qemu.exited = true,
+            Ok(Event::Input(_)) => {}
             Ok(Event::QemuStderr(s)) => watcher.qemu_stderr.push_str(&s),
             Ok(Event::Result(code)) => {
                 watcher.obs.status.get_or_insert(code);
@@ -369,11 +488,32 @@ struct Watcher {
     verbose: bool,
     shown_context: bool,
     qemu_stderr: String,
+    lines: LineBuf,
+    /// The console goes to the user's terminal byte for byte (interactive
+    /// sessions), instead of line by line from the test's start.
+    raw: bool,
 }
 
 impl Watcher {
     fn shown(&self) -> bool {
         self.verbose || self.obs.started
+    }
+
+    /// Takes the next complete console line out of `bytes`, logs and
+    /// classifies it; `None` once `bytes` holds no more newlines (the rest
+    /// waits for the next chunk). In raw mode the bytes are echoed as
+    /// they are consumed, so prompts show before their line ends.
+    fn next_line(&mut self, bytes: &mut &[u8], log: &mut std::fs::File) -> Option<Line> {
+        let before = *bytes;
+        let line = self.lines.next_line(bytes);
+        if self.raw {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&before[..before.len() - bytes.len()]);
+            let _ = out.flush();
+        }
+        let line = line?;
+        let _ = writeln!(log, "{line}");
+        Some(self.line(&line))
     }
 
     fn line(&mut self, line: &str) -> Line {
@@ -390,7 +530,7 @@ impl Watcher {
             }
             _ => {}
         }
-        if self.shown() && !matches!(kind, Line::Start | Line::End(_)) {
+        if !self.raw && self.shown() && !matches!(kind, Line::Start | Line::End(_)) {
             println!("{line}");
         }
         if self.recent.len() == CONTEXT_LINES {
@@ -411,5 +551,25 @@ impl Watcher {
         for l in &self.recent {
             eprintln!("  {l}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_reassembled_across_chunks() {
+        let mut b = LineBuf::default();
+        let mut chunk: &[u8] = b"boot\r\nsec";
+        assert_eq!(b.next_line(&mut chunk).as_deref(), Some("boot"));
+        assert_eq!(chunk, b"sec");
+        assert_eq!(b.next_line(&mut chunk), None);
+        assert!(chunk.is_empty());
+        let mut chunk: &[u8] = b"ond\n# ";
+        assert_eq!(b.next_line(&mut chunk).as_deref(), Some("second"));
+        assert_eq!(b.next_line(&mut chunk), None);
+        let mut chunk: &[u8] = b"\n";
+        assert_eq!(b.next_line(&mut chunk).as_deref(), Some("# "));
     }
 }

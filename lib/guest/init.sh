@@ -49,23 +49,110 @@ fi
 port=$KTEST_RESULT_PORT
 [ -n "$port" ] || die "no ktest.result virtio-serial port (is CONFIG_VIRTIO_CONSOLE set?)"
 
-# ktest's assignments: ktest_test, ktest_testdir, ktest_links, "$@".
+# ktest's assignments: ktest_test, ktest_testdir, ktest_links, "$@" (no
+# test for `ktest boot`); ktest_ssh_* (src/sshkey.rs) and ktest_shell,
+# ktest_term, ktest_rows, ktest_cols (src/guest.rs's session_env).
 . "$KTEST_DIR/run.env" || die "cannot read $KTEST_DIR/run.env"
 
-# REQUIRE'd files appear beside the test; the overlay keeps the host intact.
-echo "$ktest_links" | while IFS= read -r link; do
-	[ -n "$link" ] || continue
-	name=${link##*/}
-	[ -e "$ktest_testdir/$name" ] || ln -s "$link" "$ktest_testdir/$name"
-done
+# --- Network and sshd, for `ktest ssh`. ---
+# qemu's user network is always 10.0.2.0/24 with the host at .2 and its DNS
+# at .3, so static settings do and no DHCP client is needed. All of it runs
+# in the background and nothing waits for it: a run that never uses ssh
+# pays for one fork. (`ktest ssh` waits for sshd's greeting itself.)
 
-cd "$ktest_testdir" || die "cannot cd to $ktest_testdir"
-export PATH="$ktest_testdir:$PATH"
-echo "ktest-guest: start $ktest_test"
-"$ktest_test" "$@"
-status=$?
-echo "ktest-guest: end status=$status"
-echo "status $status" >"$port"
+ssh_unavailable() {
+	# src/attach/ssh.rs looks for this line in the console log.
+	echo "ktest-guest: ssh unavailable: $*"
+}
+
+net_up() {
+	# One ip process for all three steps: every exec is slow under TCG.
+	printf '%s\n' "link set eth0 up" "addr add 10.0.2.15/24 dev eth0" \
+		"route add default via 10.0.2.2" | ip -batch - || return
+	rm -f /etc/resolv.conf
+	echo "nameserver 10.0.2.3" >/etc/resolv.conf
+}
+
+# Without PAM (sshd -f /dev/null), sshd refuses even key logins to an
+# account whose shadow password is locked ("!..."), as root's often is;
+# "*" means "no password login" without the lock. Only the guest's copy
+# changes.
+unlock_root() {
+	while IFS=: read -r user pw rest; do
+		[ "$user" = root ] || continue
+		case $pw in
+		!*) sed -i 's/^root:[^:]*:/root:*:/' /etc/shadow ;;
+		esac
+	done 2>/dev/null </etc/shadow
+}
+
+# The host's sshd (or the image's), with none of its configuration: ktest's
+# host key (shared by every guest, pinned in ktest's known_hosts) and
+# ktest's client key for root, both copied to root-owned files because
+# sshd refuses keys owned by another user, as the host's files over 9p are.
+start_sshd() {
+	d=/run/ktest-ssh
+	(umask 077 && mkdir -p $d &&
+		printf '%s\n' "$ktest_ssh_host_key" >$d/host_key &&
+		printf '%s\n' "$ktest_ssh_authorized" >$d/authorized_keys) || return
+	mkdir -p /run/sshd && chmod 0755 /run/sshd
+	unlock_root
+	/usr/sbin/sshd -f /dev/null -h $d/host_key -E $d/sshd.log \
+		-o PidFile=$d/sshd.pid \
+		-o AuthorizedKeysFile=$d/authorized_keys \
+		-o PermitRootLogin=prohibit-password \
+		-o "Subsystem sftp internal-sftp" ||
+		ssh_unavailable "sshd failed: $(tail -n 2 $d/sshd.log 2>/dev/null)"
+}
+
+if [ -n "$ktest_ssh_unavailable" ]; then
+	ssh_unavailable "$ktest_ssh_unavailable"
+elif [ ! -x /usr/sbin/sshd ]; then
+	ssh_unavailable "/usr/sbin/sshd not found (install openssh-server on the host, or in the root image)"
+elif ! command -v ip >/dev/null; then
+	ssh_unavailable "no network: ip not found (install iproute2)"
+else
+	(net_up || ssh_unavailable "cannot configure eth0 (is CONFIG_VIRTIO_NET set?)"; start_sshd) \
+		</dev/null >/dev/console 2>&1 &
+fi
+
+if [ -n "$ktest_test" ]; then
+	# REQUIRE'd files appear beside the test; the overlay keeps the host intact.
+	echo "$ktest_links" | while IFS= read -r link; do
+		[ -n "$link" ] || continue
+		name=${link##*/}
+		[ -e "$ktest_testdir/$name" ] || ln -s "$link" "$ktest_testdir/$name"
+	done
+
+	cd "$ktest_testdir" || die "cannot cd to $ktest_testdir"
+	export PATH="$ktest_testdir:$PATH"
+	echo "ktest-guest: start $ktest_test"
+	"$ktest_test" "$@"
+	status=$?
+	echo "ktest-guest: end status=$status"
+	echo "status $status" >"$port"
+else
+	cd "$HOME" 2>/dev/null || cd /
+fi
+
+# --- The console shell of `ktest run -I` and `ktest boot`. ---
+# A login shell in its own session with the serial port as its controlling
+# terminal, so Ctrl-C and job control work; leaving it powers the VM off.
+if [ -n "$ktest_shell" ]; then
+	[ -n "$ktest_term" ] && export TERM="$ktest_term"
+	[ -n "$ktest_rows" ] && stty rows "$ktest_rows" cols "$ktest_cols" </dev/ttyS0 2>/dev/null
+	shell=/bin/sh
+	[ -x /bin/bash ] && shell=/bin/bash
+	if command -v setsid >/dev/null; then
+		# A subshell is no process group leader, so setsid needs no fork
+		# (and so no -w, which busybox's setsid lacks).
+		(exec setsid -c $shell -l) <>/dev/ttyS0 >&0 2>&1
+	else
+		echo "ktest-guest: no setsid: the shell has no job control (install util-linux)"
+		$shell -l
+	fi
+fi
+
 # qemu runs with -no-reboot, so an immediate reboot is the fastest way out;
 # the host has the verdict already and only needs the console drained, which
 # it waits for by watching for the end marker above.

@@ -1,7 +1,6 @@
 //! Commands that work on the VM started from the current directory: `ssh`,
-//! `gdb`, `kgdb`, `mon`, `sysrq`, `stop`, and `boot`.
+//! `gdb`, `kgdb`, `mon`, `sysrq` and `stop`.
 
-use crate::cli::BootArgs;
 use crate::error::{Code, Error, Result};
 use std::path::Path;
 
@@ -37,9 +36,4 @@ pub fn sysrq(_db: &Path, _key: String) -> Result<Code> {
 /// `ktest stop`.
 pub fn stop(_db: &Path) -> Result<Code> {
     todo("stop")
-}
-
-/// `ktest boot`.
-pub fn boot(_db: &Path, _args: BootArgs) -> Result<Code> {
-    todo("boot")
 }

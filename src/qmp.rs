@@ -46,7 +46,6 @@ pub fn execute(vm_dir: &Path, command: &str, arguments: Value) -> Result<Value, 
 }
 
 /// Runs a human-monitor command through QMP and returns its output.
-#[allow(dead_code)] // until `ktest mon` lands
 pub fn hmp(vm_dir: &Path, command_line: &str) -> Result<String, String> {
     let v = execute(
         vm_dir,

@@ -391,7 +391,6 @@ impl State {
     }
 
     /// The live VM started from `dir`, if any.
-    #[allow(dead_code)] // until `ktest ssh` and friends land
     pub fn find_by_dir(&mut self, dir: &Path) -> Result<Option<VmRow>> {
         Ok(self.list()?.into_iter().find(|v| v.dir == dir))
     }

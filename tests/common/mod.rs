@@ -163,3 +163,69 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A ktest started in the background (a VM the test works on). Dropping it
+/// stops that ktest the way `ktest stop` does (SIGTERM) and reaps it, so a
+/// failing test leaves no VM behind.
+pub struct Background {
+    pub child: Option<std::process::Child>,
+}
+
+impl Background {
+    /// Waits for the ktest to exit by itself and returns its output.
+    pub fn wait(mut self, secs: u64) -> Output {
+        let child = self.child.take().unwrap();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("ktest (pid {pid}) did not exit within {secs} s");
+            }
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts `ktest ARGS...` in `dir` in the background, stdin closed and
+    /// output captured, and waits until `ktest status` lists its VM.
+    pub fn start_in(&self, dir: &Path, args: &[&std::ffi::OsStr]) -> Background {
+        let child = self
+            .ktest()
+            .current_dir(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let bg = Background { child: Some(child) };
+        let dir_s = dir.to_string_lossy().into_owned();
+        let listed = wait_for(120, || {
+            self.status_lines()
+                .iter()
+                .any(|l| l.ends_with(&format!(" {dir_s}")))
+        });
+        assert!(listed, "the VM from {dir_s} never appeared in ktest status");
+        bg
+    }
+}

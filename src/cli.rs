@@ -136,9 +136,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 
-    /// Accelerator: KVM only if a probe shows it runs guests (auto), or forced.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub accel: Choice,
+    /// Accelerator: KVM only if a probe shows it runs guests (auto, the
+    /// default), or forced.
+    #[arg(long, value_enum)]
+    pub accel: Option<Choice>,
 
     /// Override the test's MEM (e.g. 1G).
     #[arg(long, value_name = "SIZE")]

@@ -5,6 +5,7 @@ mod accel;
 mod attach;
 mod build;
 mod cli;
+mod config_file;
 mod console;
 mod deps;
 mod error;
@@ -53,7 +54,14 @@ fn main() {
 }
 
 fn dispatch(cli: cli::Cli) -> error::Result<Code> {
-    let db = cli.db.unwrap_or_else(state::default_path);
+    // --db and KTEST_DB win over .ktest.toml's db.
+    let db = match cli.db {
+        Some(db) => db,
+        None => config_file::get()?
+            .db
+            .clone()
+            .unwrap_or_else(state::default_path),
+    };
     match cli.command {
         cli::Command::Run(args) => run::run(&db, args),
         cli::Command::Build(opts) => build::build(&opts),

@@ -139,8 +139,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .canonicalize()
         .map_err(|e| Error::usage(format!("{}: {e}", args.test.display())))?;
     let mut spec = deps::read(&test)?;
+    let file = crate::config_file::get()?;
     if let Some(mem) = &args.mem {
         spec.mem = size::parse(mem).map_err(|e| Error::usage(format!("--mem: {e}")))?;
+    } else if let Some(min) = file.mem {
+        spec.mem = spec.mem.max(min);
     }
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
@@ -149,8 +152,16 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     check_kconfig(&test, &spec, &kernel)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;
     let qemu = find_qemu()?;
-    let timeout = args.timeout.or(spec.timeout).unwrap_or(DEFAULT_TIMEOUT);
-    let cpus = args.cpus.or(spec.cpus).unwrap_or(DEFAULT_CPUS);
+    let timeout = args
+        .timeout
+        .or(spec.timeout)
+        .or(file.timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let cpus = args
+        .cpus
+        .or(spec.cpus)
+        .or(file.cpus)
+        .unwrap_or(DEFAULT_CPUS);
     let init = guest_init()?;
     Ok(Prepared {
         test: Some(test),
@@ -381,11 +392,15 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
 pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare(&args)?;
+    let accel = args
+        .accel
+        .or(crate::config_file::get()?.accel)
+        .unwrap_or(accel::Choice::Auto);
 
     if args.dry_run {
         let vm_dir = start_dir()?.join(".ktest/vm");
         let state = State::open(db)?;
-        let accel = accel::choose(args.accel, &prepared.qemu, &state, &std::env::temp_dir())?;
+        let accel = accel::choose(accel, &prepared.qemu, &state, &std::env::temp_dir())?;
         let plan = plan::plan(&plan_input(
             &prepared,
             accel,
@@ -403,7 +418,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     }
 
     let launch_opts = Launch {
-        accel: args.accel,
+        accel,
         verbose: args.verbose,
         interactive: args
             .interactive

@@ -1,27 +1,582 @@
 //! Building the kernel from a source tree into `.ktest/` (`ktest build`,
 //! `oldconfig`, `config`, and `run` without `--kernel`).
+//!
+//! Stages: plan (pure: tree, inputs, build directory, make variables) →
+//! configure (only when the inputs are new) → check the requested options →
+//! make → install modules (only when stale). docs/build.md describes the
+//! design and its costs.
 
-use crate::cli::BuildOpts;
-use crate::error::{Code, Error, Result};
+mod exec;
+mod inputs;
+pub mod kconfig;
+mod make;
+mod modules;
+mod progress;
+mod tree;
+
+use crate::cli::{BuildArgs, BuildOpts};
+use crate::config_file::{self, FileConfig};
+use crate::deps;
+use crate::error::{Code, Context, Error, Result};
 use crate::kernel::Kernel;
+use crate::signals;
 use crate::spec::KconfigOption;
+use exec::Show;
+use inputs::{Base, ConfigAction, Inputs};
+use kconfig::{Request, Setting};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+/// What every ktest kernel needs on top of its base configuration. Built
+/// into the binary so an installed ktest needs no data files.
+pub const KTEST_FRAGMENT: &str = include_str!("../lib/kconfig/ktest.config");
+
+/// Where the build directories go inside the source tree.
+const BUILD_SUBDIR: &str = ".ktest/build";
+/// The link to the most recently built directory, beside the others.
+const LAST_LINK: &str = "last";
+/// The build log inside a build directory.
+const LOG: &str = "build.log";
+/// Where a `.config` waits while a new one is generated, so an unchanged
+/// result can be put back with its old mtime.
+const PREVIOUS_CONFIG: &str = "ktest-previous.config";
+/// The lock serializing ktests that build the same directory.
+const LOCK: &str = "ktest.lock";
+
+/// Everything decided before anything is written.
+struct Plan {
+    src: PathBuf,
+    root: PathBuf,
+    dir: PathBuf,
+    inputs: Inputs,
+    vars: Vec<(String, String)>,
+    jobs: u32,
+    /// The settings layered over the base: ktest's fragment, then the test's.
+    settings: Vec<Setting>,
+    requests: Vec<Request>,
+    show: Show,
+}
+
+impl Plan {
+    fn make_args(&self, jobs: bool, extra: &[(&str, String)], targets: &[&str]) -> Vec<String> {
+        make::args(
+            &self.src,
+            &self.dir,
+            jobs.then_some(self.jobs),
+            &self.vars,
+            extra,
+            targets,
+        )
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG)
+    }
+}
+
+fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Result<Plan> {
+    let cwd = std::env::current_dir().context(|| "current directory".into())?;
+    let src = tree::find(opts.kernel_src.as_deref(), &cwd)?;
+    let base_value = opts
+        .base_config
+        .as_deref()
+        .or(file.base_config.as_deref())
+        .unwrap_or(inputs::DEFAULT_BASE);
+    let base = Base::parse(base_value, &cwd).map_err(Error::usage)?;
+    let base_digest = match &base {
+        Base::File(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| Error::usage(format!("base config {}: {e}", p.display())))?;
+            Some(inputs::fnv1a64(&bytes))
+        }
+        Base::Target(_) => None,
+    };
+    let fragment = kconfig::parse_fragment(KTEST_FRAGMENT)
+        .map_err(|e| Error::infra(format!("ktest's built-in Kconfig fragment: {e}")))?;
+    let test: Vec<Setting> = kconfig.iter().map(Setting::from_option).collect();
+    let test = kconfig::resolve(&[&test]);
+    let vars = make::merge_vars(&file.make_vars, &opts.make_vars).map_err(Error::usage)?;
+    let jobs = match opts.jobs.or(file.jobs) {
+        Some(0) => return Err(Error::usage("--jobs must be at least 1")),
+        Some(j) => j,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+    };
+    let inputs = Inputs::new(base, base_digest, KTEST_FRAGMENT, &fragment, &test, &vars);
+    let root = file
+        .build_dir
+        .clone()
+        .unwrap_or_else(|| src.join(BUILD_SUBDIR));
+    let dir = root.join(inputs.dir_name());
+    let show = if opts.build_log {
+        Show::Full
+    } else if std::io::stderr().is_terminal() {
+        Show::Progress
+    } else {
+        Show::Quiet
+    };
+    Ok(Plan {
+        src,
+        root,
+        dir,
+        inputs,
+        vars,
+        jobs,
+        settings: kconfig::resolve(&[&fragment, &test]),
+        requests: kconfig::requests(&fragment, kconfig),
+        show,
+    })
+}
+
+/// An exclusive lock on a build directory, held while it is configured and
+/// built: two ktests building one directory at once would corrupt it.
+struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+fn lock(dir: &Path) -> Result<DirLock> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .context(|| format!("opening {}", path.display()))?;
+    let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => return Ok(DirLock(l)),
+        Err((f, _)) => f,
+    };
+    eprintln!(
+        "ktest: waiting for another ktest building in {}",
+        dir.display()
+    );
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map(DirLock)
+        .map_err(|(_, e)| Error::infra(format!("locking {}: {e}", path.display())))
+}
+
+fn open_log(path: &Path, truncate: bool) -> Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true);
+    if truncate {
+        o.write(true).truncate(true);
+    } else {
+        o.append(true);
+    }
+    o.open(path)
+        .context(|| format!("opening {}", path.display()))
+}
+
+/// Runs one make step; a failure is a build failure (exit 6) showing make's
+/// error lines.
+fn make_step(
+    plan: &Plan,
+    log: &mut std::fs::File,
+    args: &[String],
+    label: &str,
+    show: Show,
+) -> Result<()> {
+    let done = exec::run(args, log, show, label)?;
+    if done.status.success() {
+        return Ok(());
+    }
+    let target = args.last().map(String::as_str).unwrap_or("");
+    if let Base::Target(t) = &plan.inputs.base {
+        let unknown = format!("No rule to make target '{t}'");
+        if target == t && done.errors.iter().any(|l| l.contains(&unknown)) {
+            return Err(Error::usage(format!(
+                "base config '{t}' is not a config target of {} (use tinyconfig, defconfig, another *config target, or a file path with a '/')",
+                plan.src.display()
+            )));
+        }
+    }
+    Err(Error::new(
+        Code::BuildFailed,
+        format!(
+            "{label} failed ({}):\n{}\n  full log: {}",
+            describe_status(done.status),
+            done.errors
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            plan.log_path().display()
+        ),
+    ))
+}
+
+fn describe_status(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("make exited with status {c}"),
+        (_, Some(sig)) => format!("make was killed by signal {sig}"),
+        _ => "make failed".into(),
+    }
+}
+
+fn unsatisfied_message(plan: &Plan, config: &str, failed: &[&Request]) -> String {
+    // One line per option: which one, why it is missing, where to look.
+    let lines = kconfig::explain(failed, config, |name| {
+        kconfig::find_definition(&plan.src, name)
+    });
+    format!(
+        "the kernel configuration lacks {} requested option{}:\n{}\n  fix the test's KCONFIG (or the base config), then run again",
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" },
+        lines
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).context(|| format!("writing {}", path.display()))
+}
+
+/// Makes `.config` from the inputs: base, the layered settings,
+/// olddefconfig. When the result equals the `.config` already there, the
+/// old file is put back so its mtime does not change.
+fn generate(plan: &Plan, log: &mut std::fs::File, strict: bool) -> Result<()> {
+    let config = plan.dir.join(".config");
+    let previous = plan.dir.join(PREVIOUS_CONFIG);
+    if !config.exists() && previous.exists() {
+        // A generation was interrupted after moving the old config aside.
+        std::fs::rename(&previous, &config)
+            .context(|| format!("restoring {}", config.display()))?;
+    }
+    let had = config.exists();
+    if had {
+        std::fs::rename(&config, &previous)
+            .context(|| format!("moving {} aside", config.display()))?;
+    }
+    let show = if plan.show == Show::Full {
+        Show::Full
+    } else {
+        Show::Quiet
+    };
+    let made = (|| -> Result<String> {
+        match &plan.inputs.base {
+            Base::Target(t) => make_step(
+                plan,
+                log,
+                &plan.make_args(false, &[], &["-s", t]),
+                "configuring",
+                show,
+            )?,
+            Base::File(p) => {
+                std::fs::copy(p, &config)
+                    .map_err(|e| Error::usage(format!("base config {}: {e}", p.display())))?;
+            }
+        }
+        let merged = kconfig::merge(&read(&config)?, &plan.settings);
+        write(&config, &merged)?;
+        make_step(
+            plan,
+            log,
+            &plan.make_args(false, &[], &["-s", "olddefconfig"]),
+            "configuring",
+            show,
+        )?;
+        let text = read(&config)?;
+        let failed = kconfig::unsatisfied(&text, &plan.requests);
+        if strict && !failed.is_empty() {
+            return Err(Error::usage(unsatisfied_message(plan, &text, &failed)));
+        }
+        Ok(text)
+    })();
+    match made {
+        Err(e) => {
+            if had {
+                let _ = std::fs::rename(&previous, &config);
+            } else {
+                let _ = std::fs::remove_file(&config);
+            }
+            Err(e)
+        }
+        Ok(text) => {
+            if had && std::fs::read_to_string(&previous).ok().as_deref() == Some(text.as_str()) {
+                std::fs::rename(&previous, &config)
+                    .context(|| format!("restoring {}", config.display()))?;
+            } else {
+                let _ = std::fs::remove_file(&previous);
+            }
+            let stamp = plan.dir.join(inputs::STAMP);
+            let tmp = plan.dir.join(format!("{}.tmp", inputs::STAMP));
+            write(&tmp, &plan.inputs.key_text())?;
+            std::fs::rename(&tmp, &stamp).context(|| format!("writing {}", stamp.display()))
+        }
+    }
+}
+
+/// Makes sure the build directory has the `.config` its inputs call for.
+/// Returns true when it had to be generated. With `strict`, a requested
+/// option missing from the final config is an error; otherwise a warning.
+fn ensure_config(plan: &Plan, strict: bool) -> Result<bool> {
+    let config = plan.dir.join(".config");
+    let stamp = std::fs::read_to_string(plan.dir.join(inputs::STAMP)).ok();
+    let key = plan.inputs.key_text();
+    let generated = match inputs::config_action(stamp.as_deref(), &key, config.exists()) {
+        ConfigAction::Keep => false,
+        ConfigAction::Generate => {
+            eprintln!(
+                "ktest: configuring {} ({})",
+                plan.dir.display(),
+                describe_inputs(&plan.inputs)
+            );
+            let mut log = open_log(&plan.log_path(), true)?;
+            generate(plan, &mut log, strict)?;
+            true
+        }
+    };
+    // Checked every time, not only after generating: `ktest config` may
+    // have removed an option since.
+    let text = read(&config)?;
+    let failed = kconfig::unsatisfied(&text, &plan.requests);
+    if !failed.is_empty() {
+        let msg = unsatisfied_message(plan, &text, &failed);
+        if strict {
+            return Err(Error::usage(format!(
+                "{msg}\n  or, if {} was edited with ktest config, delete it to regenerate it",
+                config.display()
+            )));
+        }
+        eprintln!("ktest: warning: {msg}");
+    }
+    Ok(generated)
+}
+
+fn describe_inputs(i: &Inputs) -> String {
+    let base = match &i.base {
+        Base::Target(t) => t.clone(),
+        Base::File(p) => p.display().to_string(),
+    };
+    let mut parts = vec![format!("base {base}")];
+    if !i.options.is_empty() {
+        parts.push(
+            i.options
+                .iter()
+                .map(|o| o.line())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    if !i.make_vars.is_empty() {
+        parts.push(
+            i.make_vars
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    parts.join(", ")
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Points `root/last` at the directory just built, for gdb and `--kernel`.
+fn update_last_link(plan: &Plan) {
+    let link = plan.root.join(LAST_LINK);
+    let target = PathBuf::from(plan.inputs.dir_name());
+    if std::fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
+        return;
+    }
+    let tmp = plan
+        .root
+        .join(format!(".{LAST_LINK}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::os::unix::fs::symlink(&target, &tmp).is_ok() {
+        let _ = std::fs::rename(&tmp, &link);
+    }
+}
+
+/// The image kbuild made: bzImage on x86, else whatever `image_name` says.
+fn image(plan: &Plan, log: &mut std::fs::File) -> Result<PathBuf> {
+    if make::is_x86(&plan.vars) {
+        return Ok(plan.dir.join("arch/x86/boot/bzImage"));
+    }
+    let out = std::process::Command::new(exec::MAKE)
+        .args(plan.make_args(false, &[], &["-s", "image_name"]))
+        .output()
+        .context(|| "make image_name".into())?;
+    let _ = std::io::Write::write_all(log, &out.stdout);
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || name.is_empty() {
+        return Err(Error::infra(
+            "make image_name did not name the kernel image",
+        ));
+    }
+    Ok(plan.dir.join(name))
+}
+
+/// Configures (if needed) and builds; installs modules when stale.
+fn build_planned(plan: &Plan) -> Result<Kernel> {
+    signals::install();
+    let fresh = !plan.dir.exists();
+    std::fs::create_dir_all(&plan.dir).context(|| format!("creating {}", plan.dir.display()))?;
+    let _lock = lock(&plan.dir)?;
+    let generated = match ensure_config(plan, true) {
+        Ok(g) => g,
+        Err(e) => {
+            if fresh {
+                // Nothing was built there; leave no litter for a typo.
+                let _ = std::fs::remove_dir_all(&plan.dir);
+            }
+            return Err(e);
+        }
+    };
+    let mut log = open_log(&plan.log_path(), !generated)?;
+    let vmlinux = plan.dir.join("vmlinux");
+    let before = mtime(&vmlinux);
+    let start = Instant::now();
+    if generated && plan.show != Show::Full {
+        eprintln!(
+            "ktest: building the kernel with make -j{} (log: {})",
+            plan.jobs,
+            plan.log_path().display()
+        );
+    }
+    make_step(
+        plan,
+        &mut log,
+        &plan.make_args(true, &[], &[]),
+        "kernel build",
+        plan.show,
+    )?;
+    let config_path = plan.dir.join(".config");
+    let config = crate::kernel::parse_config(&read(&config_path)?);
+    let release = modules::release(&plan.dir);
+    let mut modules_root = None;
+    if config.get("MODULES").map(String::as_str) == Some("y") {
+        if let Some(rel) = &release {
+            if modules::needs_install(&plan.dir, rel) {
+                make_step(
+                    plan,
+                    &mut log,
+                    &plan.make_args(
+                        false,
+                        &[("INSTALL_MOD_PATH", plan.dir.display().to_string())],
+                        &["modules_install"],
+                    ),
+                    "installing modules",
+                    plan.show,
+                )?;
+            }
+            if modules::installed_dir(&plan.dir, rel).is_dir() {
+                modules_root = Some(plan.dir.clone());
+            }
+        }
+    }
+    let image = image(plan, &mut log)?;
+    if !image.is_file() {
+        return Err(Error::new(
+            Code::BuildFailed,
+            format!(
+                "the build finished but {} is missing\n  full log: {}",
+                image.display(),
+                plan.log_path().display()
+            ),
+        ));
+    }
+    if mtime(&vmlinux) != before {
+        eprintln!(
+            "ktest: built {} in {} s",
+            plan.dir.display(),
+            start.elapsed().as_secs()
+        );
+    }
+    update_last_link(plan);
+    Ok(Kernel {
+        image,
+        vmlinux: vmlinux.is_file().then_some(vmlinux),
+        config: Some(config_path),
+        source: Some(plan.src.clone()),
+        build_dir: Some(plan.dir.clone()),
+        modules_root,
+    })
+}
 
 /// The kernel for a run or boot: built from the source tree (the current
 /// directory or `--kernel-src`) with the options the test declared.
-pub fn kernel_for_run(_opts: &BuildOpts, _kconfig: &[KconfigOption]) -> Result<Kernel> {
-    Err(Error::usage(
-        "no kernel: give --kernel PATH (a bzImage or a kernel build directory)",
-    ))
+pub fn kernel_for_run(opts: &BuildOpts, kconfig: &[KconfigOption]) -> Result<Kernel> {
+    let plan = plan(opts, config_file::get()?, kconfig)?;
+    if !make::is_x86(&plan.vars) {
+        return Err(Error::usage(format!(
+            "ktest boots x86_64 guests only, and ARCH={} was asked for; build it with ktest build",
+            make::var(&plan.vars, "ARCH").unwrap_or_default()
+        )));
+    }
+    build_planned(&plan)
 }
 
-/// `ktest build`.
-pub fn build(_opts: &BuildOpts) -> Result<Code> {
-    Err(Error::usage("ktest build is not implemented yet"))
+/// The KCONFIG a `build`/`oldconfig`/`config` test argument declares.
+fn test_kconfig(test: Option<&Path>) -> Result<Vec<KconfigOption>> {
+    match test {
+        None => Ok(Vec::new()),
+        Some(t) => {
+            let t = t
+                .canonicalize()
+                .map_err(|e| Error::usage(format!("{}: {e}", t.display())))?;
+            Ok(deps::read(&t)?.kconfig)
+        }
+    }
 }
 
-/// `ktest oldconfig` (`interactive` false) or `ktest config` (true).
-pub fn configure(_opts: &BuildOpts, _interactive: bool) -> Result<Code> {
-    Err(Error::usage(
-        "ktest oldconfig/config is not implemented yet",
-    ))
+/// `ktest build [TEST]`: configures and builds, then prints the build
+/// directory (which `ktest run --kernel` accepts) on stdout.
+pub fn build(args: &BuildArgs) -> Result<Code> {
+    let kconfig = test_kconfig(args.test.as_deref())?;
+    let plan = plan(&args.build, config_file::get()?, &kconfig)?;
+    let k = build_planned(&plan)?;
+    println!("{}", k.build_dir.unwrap_or(plan.dir).display());
+    Ok(Code::Passed)
+}
+
+/// `ktest oldconfig [TEST]` (`interactive` false) or `ktest config [TEST]`
+/// (true, `make nconfig`): on the `.config` of the build directory `run`
+/// uses for the same inputs, with the same make variables.
+pub fn configure(args: &BuildArgs, interactive: bool) -> Result<Code> {
+    let kconfig = test_kconfig(args.test.as_deref())?;
+    let plan = plan(&args.build, config_file::get()?, &kconfig)?;
+    std::fs::create_dir_all(&plan.dir).context(|| format!("creating {}", plan.dir.display()))?;
+    let _lock = lock(&plan.dir)?;
+    ensure_config(&plan, false)?;
+    let target = if interactive { "nconfig" } else { "oldconfig" };
+    // The terminal stays ktest's and make's together: nconfig draws on it
+    // and oldconfig asks on it.
+    let status = std::process::Command::new(exec::MAKE)
+        .args(plan.make_args(false, &[], &[target]))
+        .status()
+        .map_err(|e| Error::infra(format!("cannot run make: {e}")))?;
+    if !status.success() {
+        return Err(Error::new(
+            Code::BuildFailed,
+            format!(
+                "make {target} failed ({}){}",
+                describe_status(status),
+                if interactive {
+                    "\n  nconfig needs ncurses (Debian: apt-get install libncurses-dev)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let text = read(&plan.dir.join(".config"))?;
+    let failed = kconfig::unsatisfied(&text, &plan.requests);
+    if !failed.is_empty() {
+        eprintln!(
+            "ktest: warning: {}",
+            unsatisfied_message(&plan, &text, &failed)
+        );
+    }
+    eprintln!("ktest: {}", plan.dir.join(".config").display());
+    Ok(Code::Passed)
 }

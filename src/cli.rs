@@ -33,12 +33,13 @@ pub enum Command {
     /// Boot a kernel and run a test script inside the VM.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Configure and build the kernel in .ktest/ (no VM).
-    Build(BuildOpts),
+    /// Configure and build the kernel in .ktest/ (no VM); prints the build
+    /// directory.
+    Build(BuildArgs),
     /// `make oldconfig` on .ktest's config, with the make options `run` uses.
-    Oldconfig(BuildOpts),
+    Oldconfig(BuildArgs),
     /// `make nconfig` on .ktest's config, with the make options `run` uses.
-    Config(BuildOpts),
+    Config(BuildArgs),
     /// Boot a VM with no test and a shell on the console.
     Boot(BootArgs),
     /// Log in to this directory's VM over ssh (ktest ssh -- COMMAND...).
@@ -99,6 +100,17 @@ pub struct BuildOpts {
     /// Show the full build log.
     #[arg(long)]
     pub build_log: bool,
+}
+
+/// Options of `ktest build`, `oldconfig` and `config`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub build: BuildOpts,
+
+    /// The configuration this test needs (its KCONFIG); default: none beyond
+    /// ktest's own.
+    pub test: Option<PathBuf>,
 }
 
 /// Options of `ktest boot`.

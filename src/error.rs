@@ -22,7 +22,6 @@ pub enum Code {
     /// ktest could not do its job: qemu missing, kernel unreadable, state unusable.
     Infra = 5,
     /// The kernel build failed.
-    #[allow(dead_code)] // until `ktest build` lands
     BuildFailed = 6,
     /// Interrupted by Ctrl-C or SIGTERM.
     Interrupted = 130,

@@ -147,7 +147,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     }
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
-        None => crate::build::kernel_for_run(&args.build, &spec.kconfig)?,
+        None => {
+            let mut opts = args.build.clone();
+            opts.build_log |= args.verbose;
+            crate::build::kernel_for_run(&opts, &spec.kconfig)?
+        }
     };
     check_kconfig(&test, &spec, &kernel)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;

@@ -4,9 +4,9 @@
 //! kbuild's config targets and build in milliseconds: they cover the
 //! decisions (reuse, configuration keys, make variables, error reports and
 //! exit codes). The real ones build Debian's linux-source-6.1, unpacked in
-//! ~/.cache/ktest by tests/test-kernel.sh, into that tree's .ktest/ — about
-//! 6 minutes on 2 cores the first time, reused by later runs — and boot the
-//! result.
+//! ~/.cache/ktest by tests/test-kernel.sh, into that tree's .ktest/ — two
+//! configurations, the default and tests/bcache's, about 6 minutes each on
+//! 2 cores the first time and reused by later runs — and boot the results.
 
 mod common;
 
@@ -371,6 +371,20 @@ fn real_tree_run_builds_then_rebuilds_nothing() {
         .join(release.trim())
         .join("modules.dep")
         .is_file());
+}
+
+#[test]
+fn real_tree_bcache_test_gets_a_kernel_with_bcache() {
+    let s = Sandbox::new();
+    let tree = linux_tree();
+    let out = run_from_outside(&s, &tree, &repo().join("tests/bcache"));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("bcache: 32 MiB verified after re-registering"),
+        "{t}"
+    );
+    s.assert_clean();
 }
 
 #[test]

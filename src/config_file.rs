@@ -105,7 +105,9 @@ pub fn load() -> Result<FileConfig> {
 
 /// 1-based line of a byte offset, for error messages.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    // Bytes, not a str slice: an offset inside a UTF-8 character must not panic.
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|b| **b == b'\n').count() + 1
 }
 
 fn absolute(dir: &Path, p: PathBuf) -> PathBuf {
@@ -262,6 +264,7 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         let e = parse("jobs = 2\ntiemout = 3\n", Path::new("/")).unwrap_err();
         assert!(e.starts_with("2: "), "{e}");
         assert!(e.contains("tiemout"), "{e}");
+        assert_eq!(line_of("é\nx", 1), 1);
         let e = parse("cpus = 2\naccel = \"fast\"\n", Path::new("/")).unwrap_err();
         assert_eq!(e, "2: accel: 'fast' is not one of auto, kvm, tcg");
         let e = parse("mem = \"lots\"\n", Path::new("/")).unwrap_err();

@@ -9,5 +9,5 @@ apt-get install -y --no-install-recommends \
 	gdb openssh-server openssh-client \
 	busybox-static socat cpio \
 	debootstrap e2fsprogs bcache-tools \
-	linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev xz-utils kmod \
+	linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev libncurses-dev xz-utils kmod \
 	python3 iproute2 procps util-linux

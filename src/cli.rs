@@ -40,7 +40,7 @@ pub enum Command {
     Oldconfig(BuildArgs),
     /// `make nconfig` on .ktest's config, with the make options `run` uses.
     Config(BuildArgs),
-    /// Boot a VM with no test and a shell on the console.
+    /// Boot a VM with no test and a shell on the console (Ctrl-A X quits).
     Boot(BootArgs),
     /// Log in to this directory's VM over ssh (ktest ssh -- COMMAND...).
     Ssh {
@@ -132,6 +132,12 @@ pub struct BootArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: Choice,
 
+    /// Root filesystem: a root image from create-vm-image, or `host` for the
+    /// host's own / read-only with a tmpfs overlay. Default: the first of
+    /// /var/lib/ktest/root and ~/.ktest/root that exists, else `host`.
+    #[arg(long, value_name = "PATH|host")]
+    pub root: Option<String>,
+
     #[command(flatten)]
     pub build: BuildOpts,
 }
@@ -148,6 +154,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 
+    /// Root filesystem: a root image from create-vm-image, or `host` for the
+    /// host's own / read-only with a tmpfs overlay. Default: the first of
+    /// /var/lib/ktest/root and ~/.ktest/root that exists, else `host`.
+    #[arg(long, value_name = "PATH|host")]
+    pub root: Option<String>,
+
     /// Accelerator: KVM only if a probe shows it runs guests (auto, the
     /// default), or forced.
     #[arg(long, value_enum)]
@@ -161,8 +173,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
 
-    /// Keep the VM up after the test, with the console attached (Ctrl-C or
-    /// poweroff to end it).
+    /// Keep the VM up after the test with a shell on the console (Ctrl-A X
+    /// quits; so does leaving the shell).
     #[arg(short = 'I', long)]
     pub interactive: bool,
 

@@ -17,6 +17,7 @@ mod plan;
 mod procinfo;
 mod qmp;
 mod require;
+mod rootfs;
 mod run;
 mod signals;
 mod size;

@@ -23,8 +23,21 @@ pub enum Root {
     /// The host's `/`, read-only over 9p, with a tmpfs overlay in the guest.
     Host,
     /// A root image file, opened so the file itself is never written.
-    #[allow(dead_code)] // until `ktest run --root` lands
-    Image(PathBuf),
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// Its format.
+        format: ImageFormat,
+    },
+}
+
+/// The format of a root image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// A raw ext4 image, as create-vm-image writes by default.
+    Raw,
+    /// qcow2 (create-vm-image --format qcow2).
+    Qcow2,
 }
 
 /// File names inside the per-VM directory, shared by the plan, the
@@ -56,6 +69,11 @@ pub mod names {
     pub const RESULT_PORT: &str = "ktest.result";
     /// 9p mount tag of the per-VM directory (image mode).
     pub const SHARE_TAG: &str = "ktest";
+    /// 9p mount tag of the test's directory (image root).
+    pub const TEST_TAG: &str = "ktest-test";
+    /// Directory in the per-VM directory holding REQUIRE'd files from
+    /// outside the test's directory (image root).
+    pub const REQUIRE_DIR: &str = "require";
     /// 9p mount tag of the kernel modules tree.
     pub const MODULES_TAG: &str = "ktest-modules";
 
@@ -90,6 +108,8 @@ pub struct PlanInput {
     pub append: Vec<String>,
     /// Root filesystem.
     pub root: Root,
+    /// The test's directory, to share with an image root; `None` without a test.
+    pub test_dir: Option<PathBuf>,
     /// Directory holding `lib/modules/RELEASE` to share with the guest.
     pub modules_root: Option<PathBuf>,
     /// The guest's PID 1 with the host root: the ktest binary itself.
@@ -119,7 +139,11 @@ impl VmPlan {
 fn machine_args(input: &PlanInput) -> Vec<String> {
     let accel = match input.accel {
         Accel::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
-        Accel::Tcg => vec!["-accel", "tcg"],
+        // qemu64 plus RDRAND, which TCG emulates from the host's RNG: with
+        // random.trust_cpu=on the guest's RNG is ready at once instead of
+        // seconds into the boot (sshd and anything else calling getrandom
+        // would wait for it).
+        Accel::Tcg => vec!["-accel", "tcg", "-cpu", "qemu64,+rdrand"],
     };
     let mut v: Vec<String> = [
         "-nodefaults",
@@ -193,13 +217,18 @@ fn share(id: &str, path: &str, tag: &str, readonly: bool) -> Vec<String> {
 
 fn disk_args(input: &PlanInput) -> Vec<String> {
     let mut v = Vec::new();
-    if let Root::Image(path) = &input.root {
+    if let Root::Image { path, format } = &input.root {
+        let format = match format {
+            ImageFormat::Raw => "raw",
+            ImageFormat::Qcow2 => "qcow2",
+        };
         // snapshot=on sends every write to a temporary overlay: the image
-        // file is never modified.
+        // file is never modified. Listed first, the root disk is /dev/vda
+        // and scratch disks follow it.
         v.extend([
             "-drive".into(),
             format!(
-                "file={},if=none,id=root,format=raw,snapshot=on,cache=unsafe",
+                "file={},if=none,id=root,format={format},snapshot=on,cache=unsafe",
                 path.display()
             ),
             "-device".into(),
@@ -246,6 +275,8 @@ pub fn cmdline(input: &PlanInput) -> String {
         "console=ttyS0".into(),
         // kgdb talks over the second serial port (kgdb.sock) for `ktest kgdb`.
         "kgdboc=ttyS1".into(),
+        // See machine_args: RDRAND seeds the RNG at boot.
+        "random.trust_cpu=on".into(),
         // Crash fast: an oops panics, a panic reboots, and qemu -no-reboot exits.
         "panic=-1".into(),
         "oops=panic".into(),
@@ -267,7 +298,7 @@ pub fn cmdline(input: &PlanInput) -> String {
             );
             p.push(kparam("init", &input.init.to_string_lossy()));
         }
-        Root::Image(_) => {
+        Root::Image { .. } => {
             p.extend(["root=/dev/vda", "rw"].map(String::from));
             // The image's own /bin/sh mounts the per-VM share and runs
             // ktest's init from it, so the image needs no ktest files.
@@ -287,8 +318,11 @@ pub fn cmdline(input: &PlanInput) -> String {
     if input.modules_root.is_some() {
         p.push(format!("KTEST_MODULES={}", names::MODULES_TAG));
     }
+    if matches!(input.root, Root::Image { .. }) && input.test_dir.is_some() {
+        p.push(format!("KTEST_TEST_TAG={}", names::TEST_TAG));
+    }
     p.extend(input.append.iter().cloned());
-    if let Root::Image(_) = input.root {
+    if let Root::Image { .. } = input.root {
         // Arguments after "--" go to init (/bin/sh).
         p.push(format!(
             "-- -c \"mkdir -p /run/ktest && mount -t 9p -o trans=virtio,version=9p2000.L {tag} /run/ktest && exec /run/ktest/{init}\"",
@@ -312,17 +346,24 @@ pub fn plan(input: &PlanInput) -> VmPlan {
     args.extend(chardev_args());
     match &input.root {
         Root::Host => args.extend(share("root", "/", "/dev/root", true)),
-        Root::Image(_) => args.extend(share(
-            "share",
-            &input.vm_dir.to_string_lossy(),
-            names::SHARE_TAG,
-            true,
-        )),
+        Root::Image { .. } => {
+            args.extend(share(
+                "share",
+                &input.vm_dir.to_string_lossy(),
+                names::SHARE_TAG,
+                true,
+            ));
+            // The image does not have the test: share its directory, which
+            // the guest mounts at the same path (with a tmpfs overlay).
+            if let Some(dir) = &input.test_dir {
+                args.extend(share("test", &dir.to_string_lossy(), names::TEST_TAG, true));
+            }
+        }
     }
     if let Some(m) = &input.modules_root {
         args.extend(share(
             "modules",
-            &m.to_string_lossy(),
+            &m.join("lib/modules").to_string_lossy(),
             names::MODULES_TAG,
             true,
         ));
@@ -354,6 +395,7 @@ mod tests {
             append: vec!["foo=1".into()],
             root: Root::Host,
             modules_root: None,
+            test_dir: None,
             init: "/usr/bin/ktest".into(),
         }
     }
@@ -372,7 +414,8 @@ mod tests {
         assert_eq!(pairs(&p, "-m"), vec!["512M"]);
         assert_eq!(pairs(&p, "-smp"), vec!["2"]);
         assert_eq!(pairs(&p, "-accel"), vec!["tcg"]);
-        assert!(!p.args.contains(&"-cpu".to_string()));
+        assert_eq!(pairs(&p, "-cpu"), vec!["qemu64,+rdrand"]);
+        assert!(p.cmdline.contains(" random.trust_cpu=on "));
         assert!(p.args.contains(&"-no-reboot".to_string()));
         assert_eq!(pairs(&p, "-kernel"), vec!["/k/bzImage"]);
         assert_eq!(pairs(&p, "-append"), vec![p.cmdline.clone()]);
@@ -434,7 +477,11 @@ mod tests {
     #[test]
     fn image_root_is_snapshotted_and_first() {
         let mut i = input();
-        i.root = Root::Image("/var/lib/ktest/root".into());
+        i.root = Root::Image {
+            path: "/var/lib/ktest/root".into(),
+            format: ImageFormat::Raw,
+        };
+        i.test_dir = Some("/src/tests".into());
         let p = plan(&i);
         let drives = pairs(&p, "-drive");
         assert_eq!(drives.len(), 3);
@@ -444,7 +491,21 @@ mod tests {
         assert!(p.cmdline.contains("root=/dev/vda"));
         assert!(p.cmdline.contains("init=/bin/sh"));
         assert!(p.cmdline.ends_with("exec /run/ktest/init\""));
-        assert!(pairs(&p, "-fsdev")[0].contains("path=/src/.ktest/vm,"));
+        let fsdevs = pairs(&p, "-fsdev");
+        assert!(fsdevs[0].contains("path=/src/.ktest/vm,"));
+        assert!(fsdevs[1].contains("path=/src/tests,") && fsdevs[1].contains("readonly=on"));
+        assert!(p.cmdline.contains("KTEST_TEST_TAG=ktest-test"));
+        assert!(p.cmdline.contains("KTEST_ROOT=image"));
+    }
+
+    #[test]
+    fn qcow2_images_are_opened_as_qcow2() {
+        let mut i = input();
+        i.root = Root::Image {
+            path: "/img.qcow2".into(),
+            format: ImageFormat::Qcow2,
+        };
+        assert!(pairs(&plan(&i), "-drive")[0].contains("format=qcow2,snapshot=on"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::kernel::{self, Kernel};
 use crate::outcome::{self, Observed};
 use crate::plan::{self, names, PlanInput, Root};
 use crate::require::{self, Required};
+use crate::rootfs;
 use crate::signals;
 use crate::size;
 use crate::spec::TestSpec;
@@ -131,6 +132,13 @@ struct Prepared {
     timeout: u64,
     cpus: u32,
     init: PathBuf,
+    root: Root,
+}
+
+/// The root for a run or boot, from `--root` or the default locations.
+fn choose_root(arg: Option<&str>) -> Result<Root> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    rootfs::choose(arg, &rootfs::default_candidates(home.as_deref()))
 }
 
 fn prepare(args: &RunArgs) -> Result<Prepared> {
@@ -167,6 +175,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .or(file.cpus)
         .unwrap_or(DEFAULT_CPUS);
     let init = guest_init()?;
+    let root = choose_root(args.root.as_deref())?;
     Ok(Prepared {
         test: Some(test),
         spec,
@@ -176,6 +185,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         timeout,
         cpus,
         init,
+        root,
     })
 }
 
@@ -205,6 +215,7 @@ fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         timeout: 0,
         cpus: args.cpus.unwrap_or(DEFAULT_CPUS),
         init: guest_init()?,
+        root: choose_root(args.root.as_deref())?,
     })
 }
 
@@ -220,7 +231,12 @@ fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: 
         mac: state::mac(slot),
         vm_dir: vm_dir.to_path_buf(),
         append: p.spec.append.clone(),
-        root: Root::Host,
+        root: p.root.clone(),
+        test_dir: p
+            .test
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf),
         modules_root: p.kernel.modules_root.clone(),
         init: p.init.clone(),
     }
@@ -268,7 +284,7 @@ fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
     write_private(&vm_dir.join(names::INIT), guest::INIT.as_bytes(), 0o700)?;
     let mut env = match &p.test {
-        Some(test) => guest::env_file(test, &p.requires, l.args),
+        Some(test) => guest::env_file(test, &guest_requires(p, vm_dir)?, l.args),
         None => String::new(),
     };
     env.push_str(&guest::session_env(&guest::Session {
@@ -300,6 +316,53 @@ fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
             .context(|| format!("sizing scratch disk {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The REQUIRE'd files as the guest sees them. With the host's root they are
+/// where they are on the host; a root image has none of the host's files,
+/// so those outside the test's directory (which is shared) are copied into
+/// the per-VM directory, which the guest mounts at /run/ktest.
+fn guest_requires(p: &Prepared, vm_dir: &Path) -> Result<Vec<Required>> {
+    if p.root == Root::Host {
+        return Ok(p.requires.clone());
+    }
+    let test_dir = p.test.as_deref().and_then(Path::parent);
+    let dir = vm_dir.join(names::REQUIRE_DIR);
+    let mut out = Vec::new();
+    for r in &p.requires {
+        if r.host.parent() == test_dir {
+            out.push(r.clone());
+            continue;
+        }
+        create_private_dir(&dir)?;
+        let copy = dir.join(&r.name);
+        copy_tree(&r.host, &copy)?;
+        out.push(Required {
+            host: Path::new(IMAGE_SHARE)
+                .join(names::REQUIRE_DIR)
+                .join(&r.name),
+            name: r.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Where an image-root guest mounts the per-VM directory (lib/guest/init.sh).
+const IMAGE_SHARE: &str = "/run/ktest";
+
+/// Copies a file, or a directory recursively, keeping permissions.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    if from.is_dir() {
+        create_private_dir(to)?;
+        for entry in std::fs::read_dir(from).context(|| format!("reading {}", from.display()))? {
+            let entry = entry.context(|| format!("reading {}", from.display()))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .context(|| format!("copying {} to {}", from.display(), to.display()))
 }
 
 /// The guest's sshd settings, or why the guest cannot offer ssh.

@@ -248,8 +248,9 @@ impl State {
     }
 
     #[cfg(test)]
-    /// Uses ports from `base` on instead of `SSH_PORT_BASE` (for tests that
-    /// must not compete for real ports).
+    /// Uses ports from `base` on instead of `SSH_PORT_BASE`, so unit tests
+    /// do not compete with real VMs. (Keep test bases below 32768, Linux's
+    /// ephemeral port range, or any outgoing connection can hold them.)
     pub fn with_port_base(mut self, base: u32) -> State {
         self.port_base = base;
         self
@@ -468,13 +469,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut s = State::open(&t.path().join("state.db"))
             .unwrap()
-            .with_port_base(41900);
-        let _held = std::net::TcpListener::bind(("127.0.0.1", 41900)).unwrap();
+            .with_port_base(30900);
+        let _held = std::net::TcpListener::bind(("127.0.0.1", 30900)).unwrap();
         let v = s
             .allocate(Path::new("/p"), Path::new("/p/.ktest/vm"), "t")
             .unwrap();
         assert_eq!(v.slot, 1);
-        assert_eq!(v.ssh_port, 41901);
+        assert_eq!(v.ssh_port, 30901);
     }
 
     #[test]
@@ -487,7 +488,7 @@ mod tests {
     fn allocate_release_and_same_dir() {
         let t = tempfile::tempdir().unwrap();
         let db = t.path().join("sub/state.db");
-        let mut s = State::open(&db).unwrap().with_port_base(41000);
+        let mut s = State::open(&db).unwrap().with_port_base(30000);
         let a = s
             .allocate(Path::new("/a"), Path::new("/a/.ktest/vm"), "t")
             .unwrap();
@@ -513,7 +514,7 @@ mod tests {
     fn dead_owners_are_reaped_with_their_files() {
         let t = tempfile::tempdir().unwrap();
         let db = t.path().join("state.db");
-        let mut s = State::open(&db).unwrap();
+        let mut s = State::open(&db).unwrap().with_port_base(30300);
         let v = s
             .allocate(Path::new("/x"), Path::new("/x/.ktest/vm"), "t")
             .unwrap();
@@ -541,7 +542,7 @@ mod tests {
             .map(|i| {
                 let db = db.clone();
                 std::thread::spawn(move || {
-                    let mut s = State::open(&db).unwrap().with_port_base(41600);
+                    let mut s = State::open(&db).unwrap().with_port_base(30600);
                     let dir = PathBuf::from(format!("/d{i}"));
                     s.allocate(&dir, &dir.join(".ktest/vm"), "t").unwrap().slot
                 })

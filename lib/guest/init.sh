@@ -54,6 +54,18 @@ port=$KTEST_RESULT_PORT
 # ktest_term, ktest_rows, ktest_cols (src/guest.rs's session_env).
 . "$KTEST_DIR/run.env" || die "cannot read $KTEST_DIR/run.env"
 
+# With a root image, the test's directory comes from the host over 9p, at
+# the same path as on the host, with a tmpfs overlay so the test can write
+# beside itself without touching the host's files.
+if [ -n "$KTEST_TEST_TAG" ] && [ -n "$ktest_testdir" ]; then
+	t=/run/ktest-test
+	{ mkdir -p $t/lower $t/rw "$ktest_testdir" &&
+		mount -t 9p -o trans=virtio,version=9p2000.L,ro "$KTEST_TEST_TAG" $t/lower &&
+		mount -t tmpfs -o mode=0755 tmpfs $t/rw && mkdir $t/rw/upper $t/rw/work &&
+		mount -t overlay -o lowerdir=$t/lower,upperdir=$t/rw/upper,workdir=$t/rw/work \
+			ktest-test "$ktest_testdir"; } || die "cannot mount the test's directory $ktest_testdir"
+fi
+
 # --- Network and sshd, for `ktest ssh`. ---
 # qemu's user network is always 10.0.2.0/24 with the host at .2 and its DNS
 # at .3, so static settings do and no DHCP client is needed. All of it runs
@@ -65,11 +77,13 @@ ssh_unavailable() {
 	echo "ktest-guest: ssh unavailable: $*"
 }
 
+# Every exec is slow under TCG, so this part runs as few programs as it
+# can: one ip for the whole network, one mkdir, sshd.
 net_up() {
-	# One ip process for all three steps: every exec is slow under TCG.
 	printf '%s\n' "link set eth0 up" "addr add 10.0.2.15/24 dev eth0" \
 		"route add default via 10.0.2.2" | ip -batch - || return
-	rm -f /etc/resolv.conf
+	# A link into systemd-resolved's /run would lead nowhere in the guest.
+	[ -L /etc/resolv.conf ] && rm -f /etc/resolv.conf
 	echo "nameserver 10.0.2.3" >/etc/resolv.conf
 }
 
@@ -92,10 +106,10 @@ unlock_root() {
 # sshd refuses keys owned by another user, as the host's files over 9p are.
 start_sshd() {
 	d=/run/ktest-ssh
-	(umask 077 && mkdir -p $d &&
+	# /run/sshd: sshd's privilege separation directory, root's alone.
+	(umask 077 && mkdir -p $d /run/sshd &&
 		printf '%s\n' "$ktest_ssh_host_key" >$d/host_key &&
 		printf '%s\n' "$ktest_ssh_authorized" >$d/authorized_keys) || return
-	mkdir -p /run/sshd && chmod 0755 /run/sshd
 	unlock_root
 	/usr/sbin/sshd -f /dev/null -h $d/host_key -E $d/sshd.log \
 		-o PidFile=$d/sshd.pid \

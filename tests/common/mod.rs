@@ -229,3 +229,21 @@ impl Sandbox {
         bg
     }
 }
+
+/// The Debian root image for image-root tests: `$KTEST_TEST_ROOTFS`, else
+/// built (once, cached) by tests/rootfs-image.sh, which needs root and the
+/// Debian mirror.
+pub fn rootfs_image() -> &'static Path {
+    static IMG: OnceLock<PathBuf> = OnceLock::new();
+    IMG.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KTEST_TEST_ROOTFS") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new(repo().join("tests/rootfs-image.sh"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("running tests/rootfs-image.sh");
+        assert!(out.status.success(), "tests/rootfs-image.sh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}

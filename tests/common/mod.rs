@@ -12,21 +12,25 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `$VAR` if set, else the path a cache script prints (building what it
+/// caches on first use).
+fn cached(var: &str, script: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(repo().join(script))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// The directory holding the test kernel (bzImage, vmlinux, .config):
 /// `$KTEST_TEST_KERNEL`, else built (once, cached) by tests/test-kernel.sh.
 pub fn kernel_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(d) = std::env::var_os("KTEST_TEST_KERNEL") {
-            return PathBuf::from(d);
-        }
-        let out = Command::new(repo().join("tests/test-kernel.sh"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("running tests/test-kernel.sh");
-        assert!(out.status.success(), "tests/test-kernel.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    DIR.get_or_init(|| cached("KTEST_TEST_KERNEL", "tests/test-kernel.sh"))
 }
 
 /// The test kernel's bzImage.
@@ -235,15 +239,5 @@ impl Sandbox {
 /// Debian mirror.
 pub fn rootfs_image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
-    IMG.get_or_init(|| {
-        if let Some(p) = std::env::var_os("KTEST_TEST_ROOTFS") {
-            return PathBuf::from(p);
-        }
-        let out = Command::new(repo().join("tests/rootfs-image.sh"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("running tests/rootfs-image.sh");
-        assert!(out.status.success(), "tests/rootfs-image.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    IMG.get_or_init(|| cached("KTEST_TEST_ROOTFS", "tests/rootfs-image.sh"))
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 fn kernel_with_gdb_scripts(s: &Sandbox) -> PathBuf {
     let k = s.path().join("kernel");
     std::fs::create_dir(&k).unwrap();
-    for f in ["bzImage", "vmlinux", ".config"] {
+    std::os::unix::fs::symlink(bzimage(), k.join("bzImage")).unwrap();
+    for f in ["vmlinux", ".config"] {
         std::os::unix::fs::symlink(kernel_dir().join(f), k.join(f)).unwrap();
     }
     std::fs::write(

@@ -19,6 +19,7 @@ fn cached(var: &str, script: &str) -> PathBuf {
         return PathBuf::from(p);
     }
     let out = Command::new(repo().join(script))
+        .env("KTEST_BIN", env!("CARGO_BIN_EXE_ktest"))
         .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("running {script}: {e}"));
@@ -26,7 +27,7 @@ fn cached(var: &str, script: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// The directory holding the test kernel (bzImage, vmlinux, .config):
+/// The test kernel's build directory (arch/x86/boot/bzImage, vmlinux, .config):
 /// `$KTEST_TEST_KERNEL`, else built (once, cached) by tests/test-kernel.sh.
 pub fn kernel_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -35,7 +36,7 @@ pub fn kernel_dir() -> &'static Path {
 
 /// The test kernel's bzImage.
 pub fn bzimage() -> PathBuf {
-    kernel_dir().join("bzImage")
+    kernel_dir().join("arch/x86/boot/bzImage")
 }
 
 /// A scratch working directory with its own state database.

@@ -101,7 +101,13 @@ fn wait_for_sshd(vm: &VmRow) -> Result<()> {
     let start = Instant::now();
     let mut told = false;
     loop {
-        if greets(vm.ssh_port) {
+        // See greets: short attempts while the guest may still be booting.
+        let patience = if start.elapsed() < Duration::from_secs(10) {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        };
+        if greets(vm.ssh_port, patience) {
             // The directory belongs to the VM's ktest, which removes it
             // with everything else; failing to mark only costs a probe.
             let _ = std::fs::write(&ready, b"");
@@ -141,9 +147,13 @@ fn wait_for_sshd(vm: &VmRow) -> Result<()> {
     }
 }
 
-/// True if an ssh server greets on the port. qemu accepts the connection
-/// whether or not the guest listens, so only the banner tells.
-fn greets(port: u32) -> bool {
+/// True if an ssh server greets on the port within `patience`. qemu
+/// accepts the connection whether or not the guest listens, so only the
+/// banner tells. A connection made before the guest's network was up hangs
+/// in qemu's retransmission backoff (3 s and more), so early attempts give
+/// up after a second and make a fresh connection; later ones wait longer,
+/// for a guest that is merely slow.
+fn greets(port: u32, patience: Duration) -> bool {
     let Ok(port) = u16::try_from(port) else {
         return false;
     };
@@ -151,7 +161,7 @@ fn greets(port: u32) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_read_timeout(Some(patience));
     let mut buf = [0u8; 4];
     stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
 }
@@ -239,8 +249,9 @@ mod tests {
             let (s, _) = l.accept().unwrap();
             drop(s);
         });
-        assert!(greets(port));
-        assert!(!greets(port));
+        let patience = Duration::from_secs(5);
+        assert!(greets(port, patience));
+        assert!(!greets(port, patience));
         t.join().unwrap();
     }
 }

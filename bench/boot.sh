@@ -9,7 +9,7 @@
 set -euo pipefail
 runs=${1:-11}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-kernel=$("$repo/tests/test-kernel.sh")/bzImage
+kernel=$("$repo/tests/test-kernel.sh")/arch/x86/boot/bzImage
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
 ktest=$repo/target/release/ktest
 work=$(mktemp -d)
@@ -31,7 +31,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timeit() {
 	local s e
 	s=$(date +%s.%N)
-	"$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }
+	"$@" >"$work/last.out" 2>&1 || { echo "bench: failed: $*" >&2; cat "$work/last.out" >&2; exit 1; }
 	e=$(date +%s.%N)
 	echo "$e - $s" | bc
 }

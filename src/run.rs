@@ -400,25 +400,57 @@ fn start_dir() -> Result<PathBuf> {
 fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
     let cwd = start_dir()?;
     let ktest_dir = cwd.join(".ktest");
-    let vm_dir = ktest_dir.join("vm");
-    let mut state = State::open(db)?;
     create_private_dir(&ktest_dir)?;
-    let accel = accel::choose(l.accel, &p.qemu, &state, &ktest_dir)?;
+    let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir)?;
+    let log_dir = ktest_dir.join("log");
+    create_private_dir(&log_dir)?;
+    let log = log_dir.join(format!("{}.log", l.name));
+    let mut attempt = 1;
+    loop {
+        let observed = boot_once(State::open(db)?, &cwd, p, l, accel, &log)?;
+        // Allocation skips ports that are in use, but a ktest using another
+        // database (another user) can take the port before qemu binds it.
+        // Then qemu fails at once, and a new slot is the cure.
+        let port_taken = !observed.started
+            && observed
+                .qemu_exit
+                .as_deref()
+                .is_some_and(|e| e.contains("Could not set up host forwarding rule"));
+        if !port_taken || attempt == PORT_ATTEMPTS {
+            return Ok((observed, log));
+        }
+        eprintln!(
+            "ktest: the VM's ssh port was taken before qemu could use it; trying another slot"
+        );
+        attempt += 1;
+    }
+}
+
+/// How many slots `launch` tries when their ports are taken under it.
+const PORT_ATTEMPTS: u32 = 3;
+
+/// Allocates a slot, fills the per-VM directory and runs the VM once.
+fn boot_once(
+    mut state: State,
+    cwd: &Path,
+    p: &Prepared,
+    l: &Launch,
+    accel: plan::Accel,
+    log: &Path,
+) -> Result<Observed> {
+    let vm_dir = cwd.join(".ktest/vm");
     let test_name = p
         .test
         .as_ref()
         .map(|t| t.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let row = state.allocate(&cwd, &vm_dir, &test_name)?;
+    let row = state.allocate(cwd, &vm_dir, &test_name)?;
     state.add_file(row.id, &vm_dir)?;
     let guard = VmGuard { state, row };
-    let log_dir = ktest_dir.join("log");
-    create_private_dir(&log_dir)?;
-    let log = log_dir.join(format!("{}.log", l.name));
     // A directory left by a ktest that died belongs to no live VM: replace it.
     state::remove_path(&vm_dir);
     create_private_dir(&vm_dir)?;
-    populate(p, l, &vm_dir, &log)?;
+    populate(p, l, &vm_dir, log)?;
     let plan = plan::plan(&plan_input(
         p,
         accel,
@@ -430,11 +462,10 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
         eprintln!("ktest: {}", plan.shell_line());
     }
     if signals::interrupted() {
-        let observed = Observed {
+        return Ok(Observed {
             interrupted: true,
             ..Observed::default()
-        };
-        return Ok((observed, log));
+        });
     }
     let opts = supervise::Options {
         // A person driving the VM decides when it ends.
@@ -443,7 +474,7 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
             .is_none()
             .then(|| Duration::from_secs(p.timeout)),
         verbose: l.verbose,
-        log: log.clone(),
+        log: log.to_path_buf(),
         interactive: l.interactive,
     };
     let observed = supervise::run(&plan, &vm_dir, &opts, |pid| {
@@ -452,7 +483,7 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
         let _ = guard.state.set_qemu(guard.row.id, pid);
     });
     drop(guard);
-    Ok((observed?, log))
+    observed
 }
 
 /// Runs `ktest run`.

@@ -424,11 +424,28 @@ pub fn free_slots(used: &[u32], max: u32) -> impl Iterator<Item = u32> + '_ {
     (0..max).filter(move |s| !used.contains(s))
 }
 
-/// True if nothing listens on the loopback TCP port.
+/// True if qemu could listen on the loopback TCP port now. Unlike std's
+/// listener, this does not set SO_REUSEADDR (neither does qemu's hostfwd),
+/// so a port with connections in TIME_WAIT counts as busy too.
 fn port_free(port: u32) -> bool {
-    u16::try_from(port)
-        .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .unwrap_or(false)
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+    };
+    let Ok(port) = u16::try_from(port) else {
+        return false;
+    };
+    let Ok(sock) = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    let addr = SockaddrIn::new(127, 0, 0, 1, port);
+    use std::os::fd::AsRawFd;
+    bind(sock.as_raw_fd(), &addr).is_ok()
+        && listen(&sock, Backlog::new(1).unwrap_or(Backlog::MAXCONN)).is_ok()
 }
 
 /// Removes a file or a whole directory ktest created; missing is fine.

@@ -543,7 +543,7 @@ impl Watcher {
     /// Prints the console lines the user has not seen, for a crash or a
     /// failure before the test started.
     fn show_context(&mut self) {
-        if self.shown() || self.shown_context {
+        if self.shown() || self.shown_context || self.recent.is_empty() {
             return;
         }
         self.shown_context = true;

@@ -287,3 +287,32 @@ fn kconfig_is_checked_against_the_kernel_config() {
     );
     assert!(!s.vm_dir().exists());
 }
+
+#[test]
+fn a_port_taken_under_qemu_moves_the_vm_to_another_slot() {
+    // Another user's ktest (another database) can bind a slot's port between
+    // ktest's check and qemu's start. Simulate that race with a qemu that
+    // fails the way qemu does, once.
+    let s = Sandbox::new();
+    let marker = s.path().join("failed-once");
+    let wrapper = s.script(
+        "qemu-wrapper",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *hostfwd*) [ -e {m} ] || {{\n  touch {m}\n  echo \"qemu-system-x86_64: -netdev user: Could not set up host forwarding rule 'tcp:127.0.0.1:1-:22'\" >&2\n  exit 1; }};;\nesac\nexec qemu-system-x86_64 \"$@\"\n",
+            m = marker.display()
+        ),
+    );
+    let out = s
+        .ktest()
+        .env("KTEST_QEMU", &wrapper)
+        .args(["run", "--kernel"])
+        .arg(bzimage())
+        .arg(fixture("hello"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(marker.exists());
+    assert!(t.contains("trying another slot"), "{t}");
+    s.assert_clean();
+}

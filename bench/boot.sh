@@ -44,9 +44,13 @@ floor() {
 ktest_run() { (cd "$work/run" && KTEST_DB="$work/state.db" "$ktest" run --accel tcg --kernel "$kernel" ./trivial); }
 
 ktest_run >/dev/null 2>&1 # warm the page cache and the database
-for i in $(seq "$runs"); do timeit floor; done | median >"$work/floor"
-for i in $(seq "$runs"); do timeit floor acpi=noirq; done | median >"$work/floor-noirq"
-for i in $(seq "$runs"); do timeit ktest_run; done | median >"$work/ktest"
+# Interleaved, so drifting background load hits all three alike.
+for i in $(seq "$runs"); do
+	timeit floor >>"$work/floor.all"
+	timeit floor acpi=noirq >>"$work/floor-noirq.all"
+	timeit ktest_run >>"$work/ktest.all"
+done
+for f in floor floor-noirq ktest; do median <"$work/$f.all" >"$work/$f"; done
 
 f=$(cat "$work/floor"); fn=$(cat "$work/floor-noirq"); k=$(cat "$work/ktest")
 printf 'floor (plain qemu + busybox initramfs):        %.2f s\n' "$f"

@@ -78,7 +78,8 @@ ssh_unavailable() {
 }
 
 # Every exec is slow under TCG, so this part runs as few programs as it
-# can: one ip for the whole network, one mkdir, sshd.
+# can: one ip for the whole network (image root only; with the host's root
+# ktest's PID 1 did it), one mkdir, sshd.
 net_up() {
 	printf '%s\n' "link set eth0 up" "addr add 10.0.2.15/24 dev eth0" \
 		"route add default via 10.0.2.2" | ip -batch - || return
@@ -124,6 +125,11 @@ if [ -n "$ktest_ssh_unavailable" ]; then
 	ssh_unavailable "$ktest_ssh_unavailable"
 elif [ ! -x /usr/sbin/sshd ]; then
 	ssh_unavailable "/usr/sbin/sshd not found (install openssh-server on the host, or in the root image)"
+elif [ "$KTEST_NET" = up ]; then
+	# ktest's PID 1 (src/guest_init.rs) configured eth0 already.
+	start_sshd </dev/null >/dev/console 2>&1 &
+elif [ -n "$KTEST_NET" ]; then
+	ssh_unavailable "cannot configure eth0: $KTEST_NET (is CONFIG_VIRTIO_NET set?)"
 elif ! command -v ip >/dev/null; then
 	ssh_unavailable "no network: ip not found (install iproute2)"
 else

@@ -13,7 +13,7 @@ use crate::require::{self, Required};
 use crate::rootfs;
 use crate::signals;
 use crate::size;
-use crate::spec::TestSpec;
+use crate::spec::{KconfigOption, TestSpec};
 use crate::sshkey;
 use crate::state::{self, State, VmRow};
 use crate::supervise;
@@ -121,6 +121,57 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<()> {
     )))
 }
 
+/// Options ktest's guest cannot boot without, built in (not modules: ktest
+/// boots with no initramfs).
+const GUEST_NEEDS: &[&str] = &[
+    "DEVTMPFS",
+    "TMPFS",
+    "SERIAL_8250_CONSOLE",
+    "VIRTIO_PCI",
+    "VIRTIO_CONSOLE",
+    "NET_9P",
+    "NET_9P_VIRTIO",
+    "9P_FS",
+];
+/// Also needed with the host's root.
+const HOST_ROOT_NEEDS: &[&str] = &["OVERLAY_FS"];
+/// Also needed with a root image (ext4 on virtio-blk).
+const IMAGE_ROOT_NEEDS: &[&str] = &["VIRTIO_BLK", "EXT4_FS"];
+
+/// Refuses, before booting, a kernel whose config shows it cannot run
+/// ktest's guest (a distribution kernel has virtio and 9p as modules), so
+/// the user gets the reason instead of a panic in the VM.
+fn check_bootable(kernel: &Kernel, root: &Root) -> Result<()> {
+    let Some(config) = &kernel.config else {
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(config).context(|| format!("reading {}", config.display()))?;
+    let extra = if *root == Root::Host {
+        HOST_ROOT_NEEDS
+    } else {
+        IMAGE_ROOT_NEEDS
+    };
+    let wanted: Vec<KconfigOption> = GUEST_NEEDS
+        .iter()
+        .chain(extra)
+        .map(|n| KconfigOption {
+            name: n.to_string(),
+            value: Some("y".into()),
+        })
+        .collect();
+    let missing = kernel::missing_options(&kernel::parse_config(&text), &wanted);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{} cannot boot ktest's guest: it needs {} built in (config {})\n  ktest boots without an initramfs; build the kernel with lib/kconfig/ktest.config (ktest build does)",
+        kernel.image.display(),
+        missing.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", "),
+        config.display()
+    )))
+}
+
 /// Everything decided before a VM exists.
 struct Prepared {
     /// The test script; `None` for `ktest boot`.
@@ -176,6 +227,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .unwrap_or(DEFAULT_CPUS);
     let init = guest_init()?;
     let root = choose_root(args.root.as_deref())?;
+    check_bootable(&kernel, &root)?;
     Ok(Prepared {
         test: Some(test),
         spec,
@@ -203,6 +255,8 @@ fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         Some(k) => kernel::from_arg(k)?,
         None => crate::build::kernel_for_run(&args.build, &[])?,
     };
+    let root = choose_root(args.root.as_deref())?;
+    check_bootable(&kernel, &root)?;
     Ok(Prepared {
         test: None,
         spec: TestSpec {
@@ -215,7 +269,7 @@ fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         timeout: 0,
         cpus: args.cpus.unwrap_or(DEFAULT_CPUS),
         init: guest_init()?,
-        root: choose_root(args.root.as_deref())?,
+        root,
     })
 }
 

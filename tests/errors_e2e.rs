@@ -190,3 +190,36 @@ fn forced_kvm_that_does_not_work_is_an_error() {
     );
     assert!(!s.vm_dir().exists());
 }
+
+#[test]
+fn a_kernel_with_modular_9p_is_refused_before_booting() {
+    // Like a distribution kernel: what the guest needs is only a module.
+    let s = Sandbox::new();
+    let k = s.path().join("distro-kernel");
+    std::fs::create_dir(&k).unwrap();
+    std::fs::copy(bzimage(), k.join("bzImage")).unwrap();
+    let config = std::fs::read_to_string(kernel_dir().join(".config")).unwrap();
+    std::fs::write(
+        k.join(".config"),
+        config.replace("CONFIG_9P_FS=y", "CONFIG_9P_FS=m"),
+    )
+    .unwrap();
+    let t = s.script("ok", "#!/bin/sh\necho MEM=128M\n");
+    let out = s
+        .ktest()
+        .args(["run", "--kernel"])
+        .arg(&k)
+        .arg(&t)
+        .output()
+        .unwrap();
+    check(
+        &s,
+        out,
+        2,
+        &[
+            "cannot boot ktest's guest",
+            "CONFIG_9P_FS=y",
+            "lib/kconfig/ktest.config",
+        ],
+    );
+}

@@ -316,3 +316,27 @@ fn a_port_taken_under_qemu_moves_the_vm_to_another_slot() {
     assert!(t.contains("trying another slot"), "{t}");
     s.assert_clean();
 }
+
+#[test]
+fn the_kernels_modules_are_in_the_guest() {
+    // The test kernel is a ktest build directory, with its modules installed
+    // under lib/modules; the guest must find them where modprobe looks.
+    let s = Sandbox::new();
+    let test = s.script(
+        "modules",
+        "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=128M; exit 0; }\nset -e\n\
+         modprobe --dry-run --verbose x86_pkg_temp_thermal\n",
+    );
+    let out = s
+        .ktest()
+        .args(["run", "--kernel"])
+        .arg(kernel_dir())
+        .arg(&test)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("insmod /lib/modules/6.1"), "{t}");
+    assert!(t.contains("x86_pkg_temp_thermal.ko"), "{t}");
+    s.assert_clean();
+}

@@ -1,7 +1,10 @@
 #!/bin/bash
 # Installs the Debian packages ktest, its tests and its example tests need.
-# Run as root (or with sudo) on Debian bookworm or later.
+# Run on Debian bookworm or later, as root or as a user with sudo.
 set -euo pipefail
+if [ "$(id -u)" != 0 ]; then
+	exec sudo "$0" "$@"
+fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \

@@ -31,7 +31,7 @@ const CRASH_GRACE: Duration = Duration::from_secs(3);
 /// How long a test that printed a sentinel gets to report its exit status.
 const SENTINEL_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the console to catch up with the verdict port.
-const DRAIN_GRACE: Duration = Duration::from_secs(1);
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// How long the guest gets to print task stacks on timeout.
 const SYSRQ_GRACE: Duration = Duration::from_secs(3);
 /// Console lines kept for crash reports.
@@ -263,6 +263,7 @@ pub fn run(
         qemu_stderr: String::new(),
         lines: LineBuf::default(),
         raw: false,
+        ended: false,
     };
     let start = Instant::now();
     let mut wait = Wait::Test;
@@ -492,11 +493,13 @@ struct Watcher {
     /// The console goes to the user's terminal byte for byte (interactive
     /// sessions), instead of line by line from the test's start.
     raw: bool,
+    /// The test ended: what follows (the guest going down) is only logged.
+    ended: bool,
 }
 
 impl Watcher {
     fn shown(&self) -> bool {
-        self.verbose || self.obs.started
+        self.verbose || (self.obs.started && !self.ended)
     }
 
     /// Takes the next complete console line out of `bytes`, logs and
@@ -520,6 +523,7 @@ impl Watcher {
         let kind = console::classify(line);
         match &kind {
             Line::Start => self.obs.started = true,
+            Line::End(_) => self.ended = true,
             Line::Success => self.obs.said_success = true,
             Line::Failed => self.obs.said_failed = true,
             Line::Crash => {

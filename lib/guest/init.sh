@@ -174,8 +174,12 @@ if [ -n "$ktest_shell" ]; then
 	fi
 fi
 
-# qemu runs with -no-reboot, so an immediate reboot is the fastest way out;
-# the host has the verdict already and only needs the console drained, which
-# it waits for by watching for the end marker above.
+# After a test, ktest stops qemu itself once it has the status and has seen
+# the end marker on the console. The console may still be draining the
+# test's last lines from the tty buffer, which a reboot now would lose
+# (printk's own "sysrq: Resetting" overtakes them), so the guest reboots
+# (qemu runs with -no-reboot: that ends it) only if ktest has not stopped
+# it by then. After a console shell, nobody is waiting: end at once.
+[ -n "$ktest_test" ] && [ -z "$ktest_shell" ] && sleep 5
 echo b >/proc/sysrq-trigger
 sleep 10

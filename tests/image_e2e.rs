@@ -134,3 +134,21 @@ fn a_root_that_is_not_an_image_is_refused() {
     assert!(t.contains("not a root image"), "{t}");
     assert!(!s.vm_dir().exists());
 }
+
+#[test]
+fn the_example_hello_test_passes_on_the_image() {
+    let s = Sandbox::new();
+    let out = s
+        .ktest()
+        .args(["run", "--root"])
+        .arg(rootfs_image())
+        .arg("--kernel")
+        .arg(bzimage())
+        .arg(repo().join("tests/hello"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("hello from 6.1"), "{t}");
+    s.assert_clean();
+}

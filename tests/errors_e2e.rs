@@ -119,10 +119,8 @@ fn no_qemu() {
     let s = Sandbox::new();
     let t = s.script("ok", "#!/bin/sh\necho MEM=128M\n");
     let out = s
-        .ktest()
+        .run_cmd()
         .env("PATH", "/nonexistent")
-        .args(["run", "--kernel"])
-        .arg(bzimage())
         .arg(&t)
         .output()
         .unwrap();
@@ -145,9 +143,7 @@ fn second_vm_in_the_same_directory_is_refused() {
         "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=128M; exit 0; }\nsleep 1000\n",
     );
     let mut first = s
-        .ktest()
-        .args(["run", "--kernel"])
-        .arg(bzimage())
+        .run_cmd()
         .arg(&t)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

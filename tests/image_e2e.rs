@@ -52,12 +52,10 @@ fn runs_on_the_image_and_never_changes_it() {
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = s
-        .ktest()
+        .run_cmd()
         .env("PATH", path)
-        .args(["run", "--root"])
+        .arg("--root")
         .arg(img)
-        .arg("--kernel")
-        .arg(bzimage())
         .arg(&test)
         .output()
         .unwrap();
@@ -121,11 +119,9 @@ fn a_root_that_is_not_an_image_is_refused() {
     let junk = s.path().join("junk");
     std::fs::write(&junk, "not an image").unwrap();
     let out = s
-        .ktest()
-        .args(["run", "--root"])
+        .run_cmd()
+        .arg("--root")
         .arg(&junk)
-        .arg("--kernel")
-        .arg(bzimage())
         .arg(&test)
         .output()
         .unwrap();
@@ -139,11 +135,9 @@ fn a_root_that_is_not_an_image_is_refused() {
 fn the_example_hello_test_passes_on_the_image() {
     let s = Sandbox::new();
     let out = s
-        .ktest()
-        .args(["run", "--root"])
+        .run_cmd()
+        .arg("--root")
         .arg(rootfs_image())
-        .arg("--kernel")
-        .arg(bzimage())
         .arg(repo().join("tests/hello"))
         .output()
         .unwrap();

@@ -135,10 +135,8 @@ fn required_files_sit_beside_the_test_and_arguments_pass_through() {
     s.script("bin/ktest-e2e-tool", "#!/bin/sh\necho tool\n");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = s
-        .ktest()
+        .run_cmd()
         .env("PATH", path)
-        .args(["run", "--kernel"])
-        .arg(bzimage())
         .args([&fixture("fixtures/require"), "--", "one", "two words"])
         .output()
         .unwrap();
@@ -202,9 +200,7 @@ fn start_hanging(s: &Sandbox) -> std::process::Child {
         "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=128M; echo SCRATCH=8M; exit 0; }\necho sleeping\nsleep 1000\n",
     );
     let child = s
-        .ktest()
-        .args(["run", "--kernel"])
-        .arg(bzimage())
+        .run_cmd()
         .arg(&test)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -303,10 +299,8 @@ fn a_port_taken_under_qemu_moves_the_vm_to_another_slot() {
         ),
     );
     let out = s
-        .ktest()
+        .run_cmd()
         .env("KTEST_QEMU", &wrapper)
-        .args(["run", "--kernel"])
-        .arg(bzimage())
         .arg(fixture("hello"))
         .output()
         .unwrap();

@@ -83,15 +83,17 @@ impl Sandbox {
         c
     }
 
+    /// `ktest run --kernel <test kernel>`, for callers that add environment,
+    /// options and the test themselves.
+    pub fn run_cmd(&self) -> Command {
+        let mut c = self.ktest();
+        c.arg("run").arg("--kernel").arg(bzimage());
+        c
+    }
+
     /// `ktest run --kernel <test kernel> ARGS...`
     pub fn run(&self, args: &[&str]) -> Output {
-        self.ktest()
-            .arg("run")
-            .arg("--kernel")
-            .arg(bzimage())
-            .args(args)
-            .output()
-            .unwrap()
+        self.run_cmd().args(args).output().unwrap()
     }
 
     pub fn vm_dir(&self) -> PathBuf {

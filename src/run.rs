@@ -86,12 +86,39 @@ fn resolve_requires(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<Vec
     require::place(found, dir).map_err(|e| Error::usage(format!("{shown}: REQUIRE: {e}")))
 }
 
+/// The kernel's parsed `.config` and its path, when ktest knows one.
+type Config = Option<(PathBuf, std::collections::HashMap<String, String>)>;
+
+fn read_config(kernel: &Kernel) -> Result<Config> {
+    let Some(path) = &kernel.config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+    Ok(Some((path.clone(), kernel::parse_config(&text))))
+}
+
+/// The options of `wanted` the config does not satisfy, for a message;
+/// `None` when it satisfies all.
+fn unmet(
+    config: &std::collections::HashMap<String, String>,
+    wanted: &[KconfigOption],
+) -> Option<String> {
+    let missing = kernel::missing_options(config, wanted);
+    (!missing.is_empty()).then(|| {
+        missing
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 /// Checks the test's KCONFIG against the kernel's config, when known.
-fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<()> {
+fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config) -> Result<()> {
     if spec.kconfig.is_empty() {
         return Ok(());
     }
-    let Some(config) = &kernel.config else {
+    let Some((path, config)) = config else {
         eprintln!(
             "ktest: warning: cannot check KCONFIG ({}): no .config known for {}",
             spec.kconfig
@@ -103,22 +130,14 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<()> {
         );
         return Ok(());
     };
-    let text =
-        std::fs::read_to_string(config).context(|| format!("reading {}", config.display()))?;
-    let missing = kernel::missing_options(&kernel::parse_config(&text), &spec.kconfig);
-    if missing.is_empty() {
-        return Ok(());
+    match unmet(config, &spec.kconfig) {
+        None => Ok(()),
+        Some(missing) => Err(Error::usage(format!(
+            "{}: KCONFIG: the kernel lacks {missing} (config {})\n  rebuild the kernel with them",
+            test.display(),
+            path.display()
+        ))),
     }
-    Err(Error::usage(format!(
-        "{}: KCONFIG: the kernel lacks {} (config {})\n  rebuild the kernel with them",
-        test.display(),
-        missing
-            .iter()
-            .map(|o| o.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        config.display()
-    )))
 }
 
 /// Options ktest's guest cannot boot without, built in (not modules: ktest
@@ -141,12 +160,10 @@ const IMAGE_ROOT_NEEDS: &[&str] = &["VIRTIO_BLK", "EXT4_FS"];
 /// Refuses, before booting, a kernel whose config shows it cannot run
 /// ktest's guest (a distribution kernel has virtio and 9p as modules), so
 /// the user gets the reason instead of a panic in the VM.
-fn check_bootable(kernel: &Kernel, root: &Root) -> Result<()> {
-    let Some(config) = &kernel.config else {
+fn check_bootable(kernel: &Kernel, root: &Root, config: &Config) -> Result<()> {
+    let Some((path, config)) = config else {
         return Ok(());
     };
-    let text =
-        std::fs::read_to_string(config).context(|| format!("reading {}", config.display()))?;
     let extra = if *root == Root::Host {
         HOST_ROOT_NEEDS
     } else {
@@ -160,16 +177,14 @@ fn check_bootable(kernel: &Kernel, root: &Root) -> Result<()> {
             value: Some("y".into()),
         })
         .collect();
-    let missing = kernel::missing_options(&kernel::parse_config(&text), &wanted);
-    if missing.is_empty() {
-        return Ok(());
+    match unmet(config, &wanted) {
+        None => Ok(()),
+        Some(missing) => Err(Error::usage(format!(
+            "{} cannot boot ktest's guest: it needs {missing} built in (config {})\n  ktest boots without an initramfs; build the kernel with lib/kconfig/ktest.config (ktest build does)",
+            kernel.image.display(),
+            path.display()
+        ))),
     }
-    Err(Error::usage(format!(
-        "{} cannot boot ktest's guest: it needs {} built in (config {})\n  ktest boots without an initramfs; build the kernel with lib/kconfig/ktest.config (ktest build does)",
-        kernel.image.display(),
-        missing.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", "),
-        config.display()
-    )))
 }
 
 /// Everything decided before a VM exists.
@@ -212,7 +227,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
             crate::build::kernel_for_run(&opts, &spec.kconfig)?
         }
     };
-    check_kconfig(&test, &spec, &kernel)?;
+    let config = read_config(&kernel)?;
+    check_kconfig(&test, &spec, &kernel, &config)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;
     let qemu = find_qemu()?;
     let timeout = args
@@ -227,7 +243,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .unwrap_or(DEFAULT_CPUS);
     let init = guest_init()?;
     let root = choose_root(args.root.as_deref())?;
-    check_bootable(&kernel, &root)?;
+    check_bootable(&kernel, &root, &config)?;
     Ok(Prepared {
         test: Some(test),
         spec,
@@ -256,7 +272,7 @@ fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         None => crate::build::kernel_for_run(&args.build, &[])?,
     };
     let root = choose_root(args.root.as_deref())?;
-    check_bootable(&kernel, &root)?;
+    check_bootable(&kernel, &root, &read_config(&kernel)?)?;
     Ok(Prepared {
         test: None,
         spec: TestSpec {

@@ -27,14 +27,7 @@ mkdir -p "$work/run"
 printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=256M; exit 0; }\necho ok\n' >"$work/run/trivial"
 chmod +x "$work/run/trivial"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-timeit() {
-	local s e
-	s=$(date +%s.%N)
-	"$@" >"$work/last.out" 2>&1 || { echo "bench: failed: $*" >&2; cat "$work/last.out" >&2; exit 1; }
-	e=$(date +%s.%N)
-	echo "$e - $s" | bc
-}
+. "$repo/bench/lib.sh"
 
 floor() {
 	qemu-system-x86_64 -nodefaults -no-user-config -display none -machine pc -no-reboot \

@@ -39,14 +39,7 @@ echo "bench: making sure $tree is built (ktest build)" >&2
 dir=$("$ktest" build)
 jobs=$(nproc)
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-timeit() {
-	local s e
-	s=$(date +%s.%N)
-	"$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }
-	e=$(date +%s.%N)
-	echo "$e - $s" | bc
-}
+. "$repo/bench/lib.sh"
 
 config_mtime=$(stat -c %Y.%y "$dir/.config")
 vmlinux_mtime=$(stat -c %Y.%y "$dir/vmlinux")

@@ -148,7 +148,7 @@ pub fn choose(choice: Choice, qemu: &Path, state: &State, scratch_dir: &Path) ->
             "KVM was requested but does not work here: {verdict}\n  use --accel tcg (or auto)"
         ))),
         (false, _) => {
-            eprintln!("ktest: using TCG (slow): KVM unusable: {verdict}");
+            crate::errln!("ktest: using TCG (slow): KVM unusable: {verdict}");
             Ok(Accel::Tcg)
         }
     }

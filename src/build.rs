@@ -145,7 +145,7 @@ fn lock(dir: &Path) -> Result<DirLock> {
         Ok(l) => return Ok(DirLock(l)),
         Err((f, _)) => f,
     };
-    eprintln!(
+    crate::errln!(
         "ktest: waiting for another ktest building in {}",
         dir.display()
     );
@@ -323,7 +323,7 @@ fn ensure_config(plan: &Plan, strict: bool) -> Result<bool> {
     let generated = match inputs::config_action(stamp.as_deref(), &key, config.exists()) {
         ConfigAction::Keep => false,
         ConfigAction::Generate => {
-            eprintln!(
+            crate::errln!(
                 "ktest: configuring {} ({})",
                 plan.dir.display(),
                 describe_inputs(&plan.inputs)
@@ -345,7 +345,7 @@ fn ensure_config(plan: &Plan, strict: bool) -> Result<bool> {
                 config.display()
             )));
         }
-        eprintln!("ktest: warning: {msg}");
+        crate::errln!("ktest: warning: {msg}");
     }
     Ok(generated)
 }
@@ -437,7 +437,7 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
     let before = mtime(&vmlinux);
     let start = Instant::now();
     if generated && plan.show != Show::Full {
-        eprintln!(
+        crate::errln!(
             "ktest: building the kernel with make -j{} (log: {})",
             plan.jobs,
             plan.log_path().display()
@@ -486,7 +486,7 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
         ));
     }
     if mtime(&vmlinux) != before {
-        eprintln!(
+        crate::errln!(
             "ktest: built {} in {} s",
             plan.dir.display(),
             start.elapsed().as_secs()
@@ -535,7 +535,7 @@ pub fn build(args: &BuildArgs) -> Result<Code> {
     let kconfig = test_kconfig(args.test.as_deref())?;
     let plan = plan(&args.build, config_file::get()?, &kconfig)?;
     let k = build_planned(&plan)?;
-    println!("{}", k.build_dir.unwrap_or(plan.dir).display());
+    crate::outln!("{}", k.build_dir.unwrap_or(plan.dir).display());
     Ok(Code::Passed)
 }
 
@@ -572,11 +572,11 @@ pub fn configure(args: &BuildArgs, interactive: bool) -> Result<Code> {
     let text = read(&plan.dir.join(".config"))?;
     let failed = kconfig::unsatisfied(&text, &plan.requests);
     if !failed.is_empty() {
-        eprintln!(
+        crate::errln!(
             "ktest: warning: {}",
             unsatisfied_message(&plan, &text, &failed)
         );
     }
-    eprintln!("ktest: {}", plan.dir.join(".config").display());
+    crate::errln!("ktest: {}", plan.dir.join(".config").display());
     Ok(Code::Passed)
 }

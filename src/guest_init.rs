@@ -198,8 +198,8 @@ fn setup(vm_dir: &str) -> R<String> {
 }
 
 fn fail(msg: &str) -> ! {
-    println!("ktest-guest: error: {msg}");
-    println!("ktest-guest: end status=125");
+    crate::outln!("ktest-guest: error: {msg}");
+    crate::outln!("ktest-guest: end status=125");
     let _ = std::fs::write("/proc/sysrq-trigger", "b");
     loop {
         std::thread::sleep(std::time::Duration::from_secs(60));

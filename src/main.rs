@@ -1,6 +1,8 @@
 //! ktest: build a Linux kernel, boot it in qemu, run a test script inside
 //! the VM, and report what happened.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod accel;
 mod attach;
 mod build;
@@ -13,6 +15,7 @@ mod guest;
 mod guest_init;
 mod kernel;
 mod outcome;
+mod output;
 mod plan;
 mod procinfo;
 mod qmp;
@@ -40,13 +43,13 @@ fn main() {
     // A bug must not show a user a Rust backtrace and a half-cleaned VM:
     // say what happened and exit with the infrastructure code.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("ktest: internal error: {info}\n  please report this as a bug");
+        crate::errln!("ktest: internal error: {info}\n  please report this as a bug");
     }));
     let cli = cli::Cli::parse();
     let code = match std::panic::catch_unwind(|| dispatch(cli)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("ktest: {e}");
+            crate::errln!("ktest: {e}");
             e.code
         }
         Err(_) => Code::Infra,

@@ -119,7 +119,7 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config)
         return Ok(());
     }
     let Some((path, config)) = config else {
-        eprintln!(
+        crate::errln!(
             "ktest: warning: cannot check KCONFIG ({}): no .config known for {}",
             spec.kconfig
                 .iter()
@@ -489,7 +489,7 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
         if !port_taken || attempt == PORT_ATTEMPTS {
             return Ok((observed, log));
         }
-        eprintln!(
+        crate::errln!(
             "ktest: the VM's ssh port was taken before qemu could use it; trying another slot"
         );
         attempt += 1;
@@ -529,7 +529,7 @@ fn boot_once(
         guard.row.ssh_port,
     ));
     if l.verbose {
-        eprintln!("ktest: {}", plan.shell_line());
+        crate::errln!("ktest: {}", plan.shell_line());
     }
     if signals::interrupted() {
         return Ok(Observed {
@@ -576,12 +576,12 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
             0,
             state::SSH_PORT_BASE,
         ));
-        println!("# kernel command line:\n{}", plan.cmdline);
-        println!(
+        crate::outln!("# kernel command line:\n{}", plan.cmdline);
+        crate::outln!(
             "# qemu (run in {}; slot 0 shown, the real one is allocated at run time):",
             vm_dir.display()
         );
-        println!("{}", plan.shell_line());
+        crate::outln!("{}", plan.shell_line());
         return Ok(Code::Passed);
     }
 
@@ -604,8 +604,8 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     let verdict = outcome::decide(&observed);
     let name = args.test.display();
     match verdict.code {
-        Code::Passed => eprintln!("ktest: {name}: {}", verdict.summary),
-        _ => eprintln!(
+        Code::Passed => crate::errln!("ktest: {name}: {}", verdict.summary),
+        _ => crate::errln!(
             "ktest: {name}: {}\nktest: console log: {}",
             verdict.summary,
             log.display()
@@ -630,9 +630,9 @@ pub fn boot(db: &Path, args: BootArgs) -> Result<Code> {
     };
     let (observed, log) = launch(db, &prepared, &launch_opts)?;
     let verdict = boot_verdict(&observed);
-    eprintln!("ktest: boot: {}", verdict.summary);
+    crate::errln!("ktest: boot: {}", verdict.summary);
     if verdict.code != Code::Passed {
-        eprintln!("ktest: console log: {}", log.display());
+        crate::errln!("ktest: console log: {}", log.display());
     }
     Ok(verdict.code)
 }

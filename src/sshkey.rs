@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn generated_once_private_and_usable_by_the_guest() {
         if Command::new("ssh-keygen").arg("-?").output().is_err() {
-            eprintln!("skipped: no ssh-keygen");
+            crate::errln!("skipped: no ssh-keygen");
             return;
         }
         let t = tempfile::tempdir().unwrap();

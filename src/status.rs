@@ -9,19 +9,19 @@ pub fn status(db: &Path) -> Result<Code> {
     let mut state = State::open(db)?;
     let vms = state.list()?;
     if vms.is_empty() {
-        println!("no VMs running");
+        crate::outln!("no VMs running");
         return Ok(Code::Passed);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    println!(
+    crate::outln!(
         "{:<6} {:<8} {:<8} {:<8} {:<30} DIRECTORY",
         "SLOT", "PID", "SSH", "UPTIME", "TEST"
     );
     for v in vms {
-        println!(
+        crate::outln!(
             "{:<6} {:<8} {:<8} {:<8} {:<30} {}",
             v.slot,
             v.owner_pid,

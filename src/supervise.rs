@@ -279,7 +279,7 @@ pub fn run(
     if boot {
         watcher.raw = true;
         raw_mode = RawMode::enter();
-        eprintln!("ktest: booting; the console is yours ({})", terminal::HELP);
+        crate::errln!("ktest: booting; the console is yours ({})", terminal::HELP);
     }
 
     'events: loop {
@@ -302,7 +302,7 @@ pub fn run(
                 Wait::Test => {
                     let secs = (d - start).as_secs();
                     watcher.obs.timed_out = Some(secs);
-                    eprintln!("ktest: timed out after {secs} s; asking the guest for task stacks (sysrq-t)");
+                    crate::errln!("ktest: timed out after {secs} s; asking the guest for task stacks (sysrq-t)");
                     if sysrq_over_console(vm_dir, console_writer.as_mut(), 't') {
                         wait = Wait::Sysrq;
                         deadline = Some(now + SYSRQ_GRACE);
@@ -335,7 +335,7 @@ pub fn run(
                                 Some(Interactive::AfterTest) if !watcher.raw => {
                                     watcher.raw = true;
                                     raw_mode = RawMode::enter();
-                                    eprintln!(
+                                    crate::errln!(
                                         "ktest: the test ended; the VM stays up with a shell on its console ({})",
                                         terminal::HELP
                                     );
@@ -383,7 +383,7 @@ pub fn run(
                                 serde_json::json!({"id": "con"}),
                             );
                         }
-                        Key::Help => eprint!("\r\nktest: {}\r\n", terminal::HELP),
+                        Key::Help => crate::err!("\r\nktest: {}\r\n", terminal::HELP),
                     }
                 }
             }
@@ -411,7 +411,7 @@ pub fn run(
     stop(&mut qemu, &rx, &mut watcher, &mut log);
     if raw_mode.take().is_some() {
         // The guest may have left the cursor mid-line.
-        eprintln!();
+        crate::errln!();
     }
     if watcher.obs.crash.is_some() {
         watcher.show_context();
@@ -428,7 +428,7 @@ pub fn run(
         }
     }
     if opts.verbose && !watcher.qemu_stderr.trim().is_empty() {
-        eprintln!("ktest: qemu said: {}", watcher.qemu_stderr.trim());
+        crate::errln!("ktest: qemu said: {}", watcher.qemu_stderr.trim());
     }
     Ok(watcher.obs)
 }
@@ -535,7 +535,7 @@ impl Watcher {
             _ => {}
         }
         if !self.raw && self.shown() && !matches!(kind, Line::Start | Line::End(_)) {
-            println!("{line}");
+            crate::outln!("{line}");
         }
         if self.recent.len() == CONTEXT_LINES {
             self.recent.pop_front();
@@ -551,9 +551,9 @@ impl Watcher {
             return;
         }
         self.shown_context = true;
-        eprintln!("ktest: last console lines:");
+        crate::errln!("ktest: last console lines:");
         for l in &self.recent {
-            eprintln!("  {l}");
+            crate::errln!("  {l}");
         }
     }
 }

@@ -206,7 +206,7 @@ pub fn install(finished: &Path, target: &Path) -> Result<()> {
 
 /// One progress line per stage, on stderr so stdout stays clean.
 pub fn progress(line: &str) {
-    eprintln!("{line}");
+    errln!("{line}");
 }
 
 /// A log sink for checks whose output nobody needs.

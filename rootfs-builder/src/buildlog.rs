@@ -26,9 +26,9 @@ pub fn print_tail(path: &Path) {
         return;
     };
     let text = String::from_utf8_lossy(&bytes);
-    eprintln!("last lines of {}:", path.display());
+    errln!("last lines of {}:", path.display());
     for line in tail(&text, TAIL_LINES) {
-        eprintln!("  | {line}");
+        errln!("  | {line}");
     }
 }
 

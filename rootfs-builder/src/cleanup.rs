@@ -77,7 +77,7 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if let Err(msg) = self.remove() {
-            eprintln!(
+            errln!(
                 "create-vm-image: warning: {msg}; remove {} by hand",
                 self.path.display()
             );

@@ -5,6 +5,14 @@
 //! result into place. Every failure is an `error::Error`, printed here as
 //! one line with its documented exit code.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+/// `eprintln!`, but it ignores a closed stderr instead of panicking, so a
+/// closed pipe cannot skip the cleanup or change the exit code.
+macro_rules! errln {
+    ($($arg:tt)*) => {{ use std::io::Write as _; let _ = writeln!(std::io::stderr().lock(), $($arg)*); }};
+}
+
 mod build;
 mod buildlog;
 mod cleanup;
@@ -43,7 +51,7 @@ fn main() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("create-vm-image: internal error: {what}{at}; please report this bug");
+        errln!("create-vm-image: internal error: {what}{at}; please report this bug");
     }));
     let code = std::panic::catch_unwind(run).unwrap_or(EXIT_BUILD_FAILED);
     std::process::exit(code);
@@ -55,7 +63,7 @@ fn run() -> i32 {
         Err(err) => {
             return match cli::one_line_error(&err) {
                 Some(line) => {
-                    eprintln!("create-vm-image: {line}");
+                    errln!("create-vm-image: {line}");
                     EXIT_USAGE
                 }
                 None => {
@@ -68,7 +76,7 @@ fn run() -> i32 {
     match execute(&cli) {
         Ok(()) => EXIT_OK,
         Err(err) => {
-            eprintln!("create-vm-image: {err}");
+            errln!("create-vm-image: {err}");
             err.exit_code()
         }
     }
@@ -80,7 +88,7 @@ fn execute(cli: &Cli) -> Result<(), Error> {
         let req = update::prepare(cli)?;
         interrupt.check()?;
         let log = update::run(&req, &interrupt)?;
-        eprintln!(
+        errln!(
             "done: {} updated (log: {})",
             req.target.display(),
             log.display()
@@ -89,7 +97,7 @@ fn execute(cli: &Cli) -> Result<(), Error> {
         let req = build::prepare(cli)?;
         interrupt.check()?;
         let outcome = build::run(&req, &interrupt)?;
-        eprintln!(
+        errln!(
             "done: {} ({} MiB used of {}, {}s; log: {})",
             req.target.display(),
             mib_ceil(outcome.used),

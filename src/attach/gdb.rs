@@ -35,7 +35,7 @@ pub fn kgdb(db: &Path, args: Vec<String>) -> Result<Code> {
             vm.dir.display()
         ))
     })?;
-    eprintln!(
+    crate::errln!(
         "ktest: sent sysrq-g; the guest kernel is stopped in kgdb until gdb continues or detaches"
     );
     run_gdb(&gdb_args(

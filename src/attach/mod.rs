@@ -109,7 +109,7 @@ pub fn stop(db: &Path) -> Result<Code> {
         if Instant::now() >= deadline {
             // The owner is stuck: kill it; the reaper then kills its qemu
             // and removes its files, as for any ktest that died.
-            eprintln!(
+            crate::errln!(
                 "ktest: pid {} did not stop within {} s; killing it",
                 vm.owner_pid,
                 STOP_GRACE.as_secs()
@@ -121,7 +121,7 @@ pub fn stop(db: &Path) -> Result<Code> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!(
+    crate::errln!(
         "ktest: stopped the VM from {} (slot {})",
         vm.dir.display(),
         vm.slot

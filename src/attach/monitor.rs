@@ -25,7 +25,7 @@ pub fn mon(db: &Path, command: Option<String>) -> Result<Code> {
                 vm.dir.display()
             ))
         })?;
-        print!("{}", answer.replace("\r\n", "\n"));
+        crate::out!("{}", answer.replace("\r\n", "\n"));
         let _ = std::io::stdout().flush();
         return Ok(Code::Passed);
     }
@@ -35,7 +35,7 @@ pub fn mon(db: &Path, command: Option<String>) -> Result<Code> {
             vm.dir.display()
         ))
     })?;
-    eprintln!(
+    crate::errln!(
         "ktest: qemu monitor of the VM from {} (Ctrl-A X detaches and leaves the VM running; the monitor's quit stops it)",
         vm.dir.display()
     );
@@ -101,11 +101,11 @@ fn relay(stream: UnixStream) -> Result<Code> {
                         }
                         Key::Quit => {
                             drop(raw);
-                            eprintln!();
+                            crate::errln!();
                             return Ok(Code::Passed);
                         }
                         Key::Help => {
-                            eprint!("\r\nktest: Ctrl-A X detach | Ctrl-A Ctrl-A send Ctrl-A\r\n")
+                            crate::err!("\r\nktest: Ctrl-A X detach | Ctrl-A Ctrl-A send Ctrl-A\r\n")
                         }
                         // A serial break means nothing to the monitor.
                         Key::Break => {}
@@ -115,7 +115,7 @@ fn relay(stream: UnixStream) -> Result<Code> {
         }
     }
     drop(raw);
-    eprintln!();
+    crate::errln!();
     Ok(Code::Passed)
 }
 
@@ -145,7 +145,7 @@ pub fn sysrq(db: &Path, key: String) -> Result<Code> {
     let whence = console_log(&vm)
         .map(|l| format!("; the kernel answers on its console ({})", l.display()))
         .unwrap_or_default();
-    eprintln!("ktest: sent {keys}{whence}");
+    crate::errln!("ktest: sent {keys}{whence}");
     Ok(Code::Passed)
 }
 

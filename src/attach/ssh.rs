@@ -137,7 +137,7 @@ fn wait_for_sshd(vm: &VmRow) -> Result<()> {
             )));
         }
         if !told && start.elapsed() > SSHD_NOTICE {
-            eprintln!(
+            crate::errln!(
                 "ktest: waiting for sshd in the VM (127.0.0.1:{})...",
                 vm.ssh_port
             );

@@ -104,7 +104,7 @@ pub fn run(args: &[String], log: &mut std::fs::File, show: Show, label: &str) ->
                             p.update(text);
                         }
                     }
-                    (None, Show::Full) => eprintln!("{line}"),
+                    (None, Show::Full) => crate::errln!("{line}"),
                     _ => {}
                 }
             }

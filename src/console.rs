@@ -1,6 +1,11 @@
-//! Reading the serial console: what each line means to ktest.
+//! Reading what the guest says: what each console line and each line of the
+//! test's output means to ktest.
 //!
-//! Pure classification; the supervisor decides what to do about it.
+//! Pure classification; the supervisor decides what to do about it. The
+//! console carries the kernel and the guest init, the output port the test:
+//! crash and marker lines count only on the console, the compatibility
+//! sentinels only in the test's output, so a test cannot print its way to
+//! a "kernel crashed" or "guest error" verdict.
 
 /// What a console line tells ktest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,10 +17,6 @@ pub enum Line {
     End(i32),
     /// The guest init failed before it could run the test.
     GuestError(String),
-    /// The compatibility sentinel `TEST SUCCESS`.
-    Success,
-    /// The compatibility sentinel `TEST FAILED`.
-    Failed,
     /// The kernel panicked, oopsed or hit a BUG.
     Crash,
     /// Anything else.
@@ -54,6 +55,25 @@ const CRASH_PREFIXES: &[&str] = &[
     "KASAN: ",
 ];
 
+/// A compatibility sentinel in the test's output (Kent's ktest protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sentinel {
+    /// `TEST SUCCESS`: the test passed, even if it then hangs.
+    Success,
+    /// `TEST FAILED`: the test failed, whatever its exit status.
+    Failed,
+}
+
+/// The sentinel a line of the test's output is, if it is one (the whole
+/// line, blanks around it aside).
+pub fn sentinel(line: &str) -> Option<Sentinel> {
+    match line.trim() {
+        "TEST SUCCESS" => Some(Sentinel::Success),
+        "TEST FAILED" => Some(Sentinel::Failed),
+        _ => None,
+    }
+}
+
 /// Classifies one console line (without its line ending).
 pub fn classify(line: &str) -> Line {
     let msg = without_timestamp(line.trim_end_matches('\r'));
@@ -68,11 +88,6 @@ pub fn classify(line: &str) -> Line {
             return Line::GuestError(e.to_string());
         }
         return Line::Other;
-    }
-    match msg.trim_end() {
-        "TEST SUCCESS" => return Line::Success,
-        "TEST FAILED" => return Line::Failed,
-        _ => {}
     }
     if CRASH_PREFIXES.iter().any(|p| msg.starts_with(p)) {
         return Line::Crash;
@@ -103,11 +118,13 @@ mod tests {
     }
 
     #[test]
-    fn sentinels_must_be_whole_lines() {
-        assert_eq!(classify("TEST SUCCESS"), Line::Success);
-        assert_eq!(classify("TEST SUCCESS \r"), Line::Success);
-        assert_eq!(classify("TEST FAILED"), Line::Failed);
-        assert_eq!(classify("echo TEST SUCCESS"), Line::Other);
+    fn sentinels_must_be_whole_lines_of_the_output() {
+        assert_eq!(sentinel("TEST SUCCESS"), Some(Sentinel::Success));
+        assert_eq!(sentinel("TEST SUCCESS \r"), Some(Sentinel::Success));
+        assert_eq!(sentinel("TEST FAILED"), Some(Sentinel::Failed));
+        assert_eq!(sentinel("echo TEST SUCCESS"), None);
+        // On the console they mean nothing.
+        assert_eq!(classify("TEST SUCCESS"), Line::Other);
     }
 
     #[test]

@@ -13,9 +13,10 @@ fn quote(p: &Path) -> String {
 }
 
 /// The shell assignments lib/guest/init.sh sources: `ktest_test`,
-/// `ktest_testdir`, `ktest_links` (one host path per line) and the test's
+/// `ktest_testdir`, `ktest_links` (one host path per line),
+/// `ktest_output_end` (the line that ends the test's output) and the test's
 /// arguments as `set -- ...`.
-pub fn env_file(test: &Path, links: &[Required], args: &[String]) -> String {
+pub fn env_file(test: &Path, links: &[Required], output_end: &str, args: &[String]) -> String {
     let dir = test.parent().unwrap_or(Path::new("/"));
     let links: Vec<String> = links
         .iter()
@@ -29,6 +30,10 @@ pub fn env_file(test: &Path, links: &[Required], args: &[String]) -> String {
         "ktest_links={}\n",
         shell_words::quote(&links.join("\n"))
     ));
+    s.push_str(&format!(
+        "ktest_output_end={}\n",
+        shell_words::quote(output_end)
+    ));
     s.push_str("set --");
     for a in args {
         s.push(' ');
@@ -36,6 +41,17 @@ pub fn env_file(test: &Path, links: &[Required], args: &[String]) -> String {
     }
     s.push('\n');
     s
+}
+
+/// The line that tells the host the test's output is complete; the guest
+/// init writes it on the output port after the test exits. Random per run,
+/// so no output a test could print by accident (a previous run's log,
+/// say) ends it early.
+pub fn output_end_marker() -> String {
+    use std::io::Read;
+    let mut nonce = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut nonce));
+    format!("ktest-output-end {:016x}", u64::from_ne_bytes(nonce))
 }
 
 /// What the guest does besides running the test: ssh, and whether the VM
@@ -93,18 +109,23 @@ mod tests {
         let env = env_file(
             Path::new("/t/my test"),
             &links,
+            "ktest-output-end 1f",
             &["a b".to_string(), "it's".to_string()],
         );
         assert!(env.contains("ktest_test='/t/my test'\n"), "{env}");
         assert!(env.contains("ktest_testdir=/t\n"), "{env}");
         // Files already beside the test need no link.
         assert!(env.contains("ktest_links=/usr/sbin/make-bcache\n"), "{env}");
+        assert!(
+            env.contains("ktest_output_end='ktest-output-end 1f'\n"),
+            "{env}"
+        );
         assert!(env.ends_with("set -- 'a b' 'it'\\''s'\n"), "{env}");
     }
 
     #[test]
     fn env_is_valid_shell() {
-        let env = env_file(Path::new("/t/x"), &[], &["$(rm -rf /)".to_string()]);
+        let env = env_file(Path::new("/t/x"), &[], "e", &["$(rm -rf /)".to_string()]);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{env}\nprintf '%s|' \"$ktest_test\" \"$1\""))

@@ -9,7 +9,14 @@
 //!
 //! Failures print the console markers src/console.rs knows, so the host
 //! reports them instead of a mysterious "attempted to kill init" panic.
+//!
+//! Being PID 1 is not enough to be a guest: ktest is also a container's
+//! entry point. src/main.rs comes here only with the argument the kernel
+//! command line passes (`plan::names::GUEST_INIT_ARG`), and nothing here
+//! mounts, pivots or reboots before /proc/cmdline shows the marker every
+//! ktest VM has (`plan::names::GUEST_MARKER`).
 
+use crate::plan::names;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, chroot, execv, pivot_root, sethostname};
 use std::ffi::CString;
@@ -54,8 +61,9 @@ fn overlay_root() -> R<()> {
     Ok(())
 }
 
-/// proc, sysfs, devtmpfs, devpts, shm, a private /run, debugfs, modules.
-fn standard_mounts(vm_dir: &str) -> R<()> {
+/// proc, sysfs, devtmpfs, devpts, shm, a private /run with the per-VM
+/// directory in it, debugfs, modules.
+fn standard_mounts() -> R<()> {
     let none = MsFlags::empty();
     mnt("proc", "/proc", "proc", none, None)?;
     mnt("sysfs", "/sys", "sysfs", none, None)?;
@@ -73,9 +81,15 @@ fn standard_mounts(vm_dir: &str) -> R<()> {
     let _ = umount2("/.oldroot", MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir("/.oldroot");
     // Host daemons' pid files and sockets in /run would confuse the guest.
-    if !vm_dir.starts_with("/run/") {
-        mnt("tmpfs", "/run", "tmpfs", none, Some("mode=0755"))?;
-    }
+    mnt("tmpfs", "/run", "tmpfs", none, Some("mode=0755"))?;
+    mkdir_p(names::GUEST_VM_DIR)?;
+    mnt(
+        names::SHARE_TAG,
+        names::GUEST_VM_DIR,
+        "9p",
+        MsFlags::MS_RDONLY,
+        Some("trans=virtio,version=9p2000.L"),
+    )?;
     let _ = mnt("debugfs", "/sys/kernel/debug", "debugfs", none, None);
     if let Ok(tag) = std::env::var("KTEST_MODULES") {
         mkdir_p("/lib/modules")?;
@@ -181,11 +195,12 @@ fn find_port(name: &str) -> R<String> {
     Err(format!("no virtio-serial port named {name}"))
 }
 
-fn setup(vm_dir: &str) -> R<String> {
+/// Sets the guest up; returns the result port and the output port.
+fn setup() -> R<(String, String)> {
     if std::env::var("KTEST_ROOT").as_deref() == Ok("host") {
         overlay_root()?;
     }
-    standard_mounts(vm_dir)?;
+    standard_mounts()?;
     let _ = sethostname("ktest");
     link_up("lo")?;
     // Without a network `ktest ssh` says why (lib/guest/init.sh); the test
@@ -194,29 +209,60 @@ fn setup(vm_dir: &str) -> R<String> {
         Ok(()) => std::env::set_var("KTEST_NET", "up"),
         Err(e) => std::env::set_var("KTEST_NET", e),
     }
-    find_port(crate::plan::names::RESULT_PORT)
+    Ok((
+        find_port(names::RESULT_PORT)?,
+        find_port(names::OUTPUT_PORT)?,
+    ))
 }
 
+/// Whether a kernel command line is a ktest VM's.
+fn is_guest_cmdline(cmdline: &str) -> bool {
+    cmdline.split_whitespace().any(|w| w == names::GUEST_MARKER)
+}
+
+/// Reads the running kernel's command line through a private /proc mount,
+/// taken away again so the overlay setup finds /proc as it was.
+fn kernel_cmdline() -> R<String> {
+    mnt("proc", "/proc", "proc", MsFlags::empty(), None)?;
+    let text = std::fs::read_to_string("/proc/cmdline");
+    let _ = umount2("/proc", MntFlags::MNT_DETACH);
+    text.map_err(|e| format!("/proc/cmdline: {e}"))
+}
+
+/// Reports a failure on the console and ends the VM (qemu runs with
+/// -no-reboot, so a reboot ends it). Only reached once the kernel command
+/// line showed this is a ktest guest; no file is written to reboot.
 fn fail(msg: &str) -> ! {
     crate::outln!("ktest-guest: error: {msg}");
     crate::outln!("ktest-guest: end status=125");
-    let _ = std::fs::write("/proc/sysrq-trigger", "b");
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     loop {
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }
 
-/// Runs as the guest's PID 1; never returns.
+/// Runs as the guest's PID 1; never returns. Outside a ktest VM (PID 1 of a
+/// container started with the guest argument) it changes nothing and exits.
 pub fn main() -> ! {
-    let Ok(vm_dir) = std::env::var("KTEST_DIR") else {
-        fail("KTEST_DIR is not set on the kernel command line");
-    };
-    let port = match setup(&vm_dir) {
+    match kernel_cmdline() {
+        Ok(c) if is_guest_cmdline(&c) => {}
+        other => {
+            let why = other.err().unwrap_or_else(|| "no ktest marker".into());
+            crate::errln!(
+                "ktest: {} is for the init of ktest's own VMs, and this is not one ({why})",
+                names::GUEST_INIT_ARG
+            );
+            std::process::exit(2);
+        }
+    }
+    let (result, output) = match setup() {
         Ok(p) => p,
         Err(e) => fail(&e),
     };
-    std::env::set_var("KTEST_RESULT_PORT", &port);
-    let init = format!("{vm_dir}/{}", crate::plan::names::INIT);
+    std::env::set_var("KTEST_RESULT_PORT", &result);
+    std::env::set_var("KTEST_OUTPUT_PORT", &output);
+    let init = format!("{}/{}", names::GUEST_VM_DIR, names::INIT);
     if !Path::new(&init).exists() {
         fail(&format!("{init} is missing"));
     }
@@ -227,4 +273,20 @@ pub fn main() -> ! {
     ];
     let e = execv(&argv[0], &argv).unwrap_err();
     fail(&format!("exec /bin/sh: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_marker_word_makes_a_guest() {
+        assert!(is_guest_cmdline(
+            "ktest.guest=1 console=ttyS0 init=/usr/bin/ktest -- --ktest-guest-init\n"
+        ));
+        assert!(!is_guest_cmdline(
+            "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n"
+        ));
+        assert!(!is_guest_cmdline("xktest.guest=1 ktest.guest=10"));
+    }
 }

@@ -36,8 +36,12 @@ use clap::Parser;
 use error::Code;
 
 fn main() {
-    // The kernel runs ktest as the guest's init when the root is the host's.
-    if std::process::id() == 1 {
+    // The kernel runs ktest as the guest's init when the root is the host's,
+    // with an argument only ktest's kernel command line gives. PID 1 alone
+    // proves nothing: ktest is also a container's entry point.
+    if std::process::id() == 1
+        && std::env::args_os().nth(1).as_deref() == Some(plan::names::GUEST_INIT_ARG.as_ref())
+    {
         guest_init::main();
     }
     // A bug must not show a user a Rust backtrace and a half-cleaned VM:

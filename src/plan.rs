@@ -6,7 +6,7 @@
 //! socket and scratch file is named relative to it, so the 108-byte limit on
 //! unix socket paths never depends on how deep the user's tree is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which accelerator qemu uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,12 @@ pub enum ImageFormat {
 pub mod names {
     /// Serial console (ttyS0); ktest listens, qemu connects.
     pub const CONSOLE: &str = "console.sock";
-    /// virtio-serial port carrying the test's exit status; ktest listens.
+    /// virtio-serial port carrying ktest's own messages from the guest
+    /// (the test's exit status, guest errors); ktest listens.
     pub const RESULT: &str = "result.sock";
+    /// virtio-serial port carrying the test's stdout and stderr, apart from
+    /// the kernel's console; ktest listens.
+    pub const OUTPUT: &str = "output.sock";
     /// Human monitor; qemu listens.
     pub const MONITOR: &str = "monitor.sock";
     /// QMP; qemu listens.
@@ -67,6 +71,17 @@ pub mod names {
     pub const LOG: &str = "log.path";
     /// The virtio-serial port name the guest writes its verdict to.
     pub const RESULT_PORT: &str = "ktest.result";
+    /// The virtio-serial port name the test's output goes to.
+    pub const OUTPUT_PORT: &str = "ktest.output";
+    /// The argument after `--` on the kernel command line that makes the
+    /// ktest binary, started as PID 1, the guest's init. Only ktest's own
+    /// VMs have it: a ktest that is PID 1 of a container stays a CLI.
+    pub const GUEST_INIT_ARG: &str = "--ktest-guest-init";
+    /// On the kernel command line of every ktest VM; the guest checks
+    /// /proc/cmdline for it before anything only a guest may do (sysrq).
+    pub const GUEST_MARKER: &str = "ktest.guest=1";
+    /// Where the guest mounts the per-VM directory (9p, tag `SHARE_TAG`).
+    pub const GUEST_VM_DIR: &str = "/run/ktest";
     /// 9p mount tag of the per-VM directory (image mode).
     pub const SHARE_TAG: &str = "ktest";
     /// 9p mount tag of the test's directory (image root).
@@ -177,6 +192,7 @@ fn chardev_args() -> Vec<String> {
         format!("socket,id=qmp,path={QMP},server=on,wait=off"),
         format!("socket,id=gdb,path={GDB},server=on,wait=off"),
         format!("socket,id=result,path={RESULT}"),
+        format!("socket,id=output,path={OUTPUT}"),
     ]
     .into_iter()
     .flat_map(|c| ["-chardev".to_string(), c])
@@ -200,16 +216,24 @@ fn chardev_args() -> Vec<String> {
     .chain([
         "-device".to_string(),
         format!("virtserialport,bus=vser.0,chardev=result,name={RESULT_PORT}"),
+        "-device".to_string(),
+        format!("virtserialport,bus=vser.0,chardev=output,name={OUTPUT_PORT}"),
     ])
     .collect()
 }
 
-/// A 9p share as `-fsdev` + `-device` arguments.
-fn share(id: &str, path: &str, tag: &str, readonly: bool) -> Vec<String> {
-    let ro = if readonly { ",readonly=on" } else { "" };
+/// A host path as the value of a qemu option (`path=`, `file=`): qemu's
+/// option syntax splits on commas, and a doubled comma stands for one.
+fn opt_path(path: &Path) -> String {
+    path.to_string_lossy().replace(',', ",,")
+}
+
+/// A read-only 9p share as `-fsdev` + `-device` arguments.
+fn share(id: &str, path: &Path, tag: &str) -> Vec<String> {
+    let path = opt_path(path);
     vec![
         "-fsdev".into(),
-        format!("local,id={id},path={path},security_model=none,multidevs=remap{ro}"),
+        format!("local,id={id},path={path},security_model=none,multidevs=remap,readonly=on"),
         "-device".into(),
         format!("virtio-9p-pci,fsdev={id},mount_tag={tag}"),
     ]
@@ -229,7 +253,7 @@ fn disk_args(input: &PlanInput) -> Vec<String> {
             "-drive".into(),
             format!(
                 "file={},if=none,id=root,format={format},snapshot=on,cache=unsafe",
-                path.display()
+                opt_path(path)
             ),
             "-device".into(),
             "virtio-blk-pci,drive=root".into(),
@@ -268,10 +292,12 @@ fn kparam(key: &str, value: &str) -> String {
     }
 }
 
-/// The kernel command line.
+/// The kernel command line. It names no host path but the guest init's (the
+/// ktest binary, with the host's root): the per-VM directory reaches the
+/// guest as a 9p share, so the user's directory names never need quoting.
 pub fn cmdline(input: &PlanInput) -> String {
-    let vm_dir = input.vm_dir.to_string_lossy();
     let mut p: Vec<String> = vec![
+        names::GUEST_MARKER.into(),
         "console=ttyS0".into(),
         // kgdb talks over the second serial port (kgdb.sock) for `ktest kgdb`.
         "kgdboc=ttyS1".into(),
@@ -306,7 +332,6 @@ pub fn cmdline(input: &PlanInput) -> String {
         }
     }
     // Unknown parameters without a dot reach init's environment.
-    p.push(kparam("KTEST_DIR", &vm_dir));
     p.push(format!(
         "KTEST_ROOT={}",
         if input.root == Root::Host {
@@ -322,15 +347,64 @@ pub fn cmdline(input: &PlanInput) -> String {
         p.push(format!("KTEST_TEST_TAG={}", names::TEST_TAG));
     }
     p.extend(input.append.iter().cloned());
-    if let Root::Image { .. } = input.root {
-        // Arguments after "--" go to init (/bin/sh).
-        p.push(format!(
-            "-- -c \"mkdir -p /run/ktest && mount -t 9p -o trans=virtio,version=9p2000.L {tag} /run/ktest && exec /run/ktest/{init}\"",
+    // Arguments after "--" go to init.
+    match input.root {
+        Root::Host => p.push(format!("-- {}", names::GUEST_INIT_ARG)),
+        // The image's /bin/sh.
+        Root::Image { .. } => p.push(format!(
+            "-- -c \"mkdir -p {dir} && mount -t 9p -o trans=virtio,version=9p2000.L {tag} {dir} && exec {dir}/{init}\"",
+            dir = names::GUEST_VM_DIR,
             tag = names::SHARE_TAG,
             init = names::INIT
-        ));
+        )),
     }
     p.join(" ")
+}
+
+/// The longest kernel command line the x86 kernel takes: COMMAND_LINE_SIZE
+/// is 2048 bytes with the terminating NUL. Longer ones are cut silently.
+pub const CMDLINE_MAX: usize = 2047;
+
+/// Why a plan cannot boot as planned; found before anything starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// The kernel command line is longer than the kernel takes.
+    CmdlineTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The guest init's path cannot be written on the kernel command line.
+    UnquotableInit(PathBuf),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::CmdlineTooLong { len } => write!(
+                f,
+                "the kernel command line would be {len} bytes, and the kernel takes at most {CMDLINE_MAX}\n  shorten the test's APPEND"
+            ),
+            PlanError::UnquotableInit(p) => write!(
+                f,
+                "the ktest binary's path {} cannot be written on the kernel command line (it has a '\"' or a control character), and the guest runs it as init\n  copy or install ktest to a plain path",
+                p.display()
+            ),
+        }
+    }
+}
+
+/// Checks what the kernel would get wrong silently or fail on at boot.
+pub fn check(input: &PlanInput, plan: &VmPlan) -> Result<(), PlanError> {
+    let init = input.init.to_string_lossy();
+    if input.root == Root::Host && init.contains(|c: char| c == '"' || c.is_control()) {
+        return Err(PlanError::UnquotableInit(input.init.clone()));
+    }
+    if plan.cmdline.len() > CMDLINE_MAX {
+        return Err(PlanError::CmdlineTooLong {
+            len: plan.cmdline.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Builds the VM plan.
@@ -344,29 +418,17 @@ pub fn plan(input: &PlanInput) -> VmPlan {
         cmdline.clone(),
     ]);
     args.extend(chardev_args());
-    match &input.root {
-        Root::Host => args.extend(share("root", "/", "/dev/root", true)),
-        Root::Image { .. } => {
-            args.extend(share(
-                "share",
-                &input.vm_dir.to_string_lossy(),
-                names::SHARE_TAG,
-                true,
-            ));
-            // The image does not have the test: share its directory, which
-            // the guest mounts at the same path (with a tmpfs overlay).
-            if let Some(dir) = &input.test_dir {
-                args.extend(share("test", &dir.to_string_lossy(), names::TEST_TAG, true));
-            }
-        }
+    if input.root == Root::Host {
+        args.extend(share("root", Path::new("/"), "/dev/root"));
+    }
+    args.extend(share("share", &input.vm_dir, names::SHARE_TAG));
+    if let (Root::Image { .. }, Some(dir)) = (&input.root, &input.test_dir) {
+        // The image does not have the test: share its directory, which
+        // the guest mounts at the same path (with a tmpfs overlay).
+        args.extend(share("test", dir, names::TEST_TAG));
     }
     if let Some(m) = &input.modules_root {
-        args.extend(share(
-            "modules",
-            &m.join("lib/modules").to_string_lossy(),
-            names::MODULES_TAG,
-            true,
-        ));
+        args.extend(share("modules", &m.join("lib/modules"), names::MODULES_TAG));
     }
     args.extend(disk_args(input));
     args.extend(net_args(input));
@@ -420,15 +482,18 @@ mod tests {
         assert_eq!(pairs(&p, "-kernel"), vec!["/k/bzImage"]);
         assert_eq!(pairs(&p, "-append"), vec![p.cmdline.clone()]);
         let fsdev = pairs(&p, "-fsdev");
-        assert_eq!(fsdev.len(), 1);
+        assert_eq!(fsdev.len(), 2);
         assert!(fsdev[0].contains("path=/,") && fsdev[0].contains("readonly=on"));
+        // The per-VM directory is shared, not named on the command line.
+        assert!(fsdev[1].contains("path=/src/.ktest/vm,") && fsdev[1].contains("readonly=on"));
+        assert!(!p.cmdline.contains("/src"), "{}", p.cmdline);
         assert!(p.cmdline.contains("root=/dev/root rootfstype=9p"));
         assert!(p.cmdline.contains("init=/usr/bin/ktest"));
-        assert!(p.cmdline.contains("KTEST_DIR=/src/.ktest/vm"));
+        assert!(p.cmdline.starts_with("ktest.guest=1 "));
         assert!(p.cmdline.contains(" kgdboc=ttyS1 "));
         assert!(
-            p.cmdline.ends_with("foo=1"),
-            "APPEND must come last: {}",
+            p.cmdline.ends_with("foo=1 -- --ktest-guest-init"),
+            "APPEND must come last, before init's argument: {}",
             p.cmdline
         );
         let net = pairs(&p, "-netdev");
@@ -460,8 +525,14 @@ mod tests {
         assert!(chardevs.iter().all(|c| !c.contains("path=/")));
         let con = chardevs.iter().find(|c| c.contains("id=con")).unwrap();
         assert!(!con.contains("server=on"));
-        let result = chardevs.iter().find(|c| c.contains("id=result")).unwrap();
-        assert!(!result.contains("server=on"));
+        for id in ["id=result", "id=output"] {
+            let c = chardevs.iter().find(|c| c.contains(id)).unwrap();
+            assert!(!c.contains("server=on"), "{c}");
+        }
+        let ports = pairs(&p, "-device");
+        assert!(ports
+            .iter()
+            .any(|d| d.ends_with("chardev=output,name=ktest.output")));
         assert!(chardevs.iter().filter(|c| c.contains("server=on")).count() == 4);
     }
 
@@ -509,11 +580,53 @@ mod tests {
     }
 
     #[test]
-    fn paths_with_spaces_are_quoted() {
+    fn init_paths_with_spaces_are_quoted() {
         let mut i = input();
-        i.vm_dir = "/my src/.ktest/vm".into();
+        i.init = "/my bin/ktest".into();
         let c = cmdline(&i);
-        assert!(c.contains("\"KTEST_DIR=/my src/.ktest/vm\""), "{c}");
+        assert!(c.contains(" \"init=/my bin/ktest\" "), "{c}");
+        assert_eq!(check(&i, &plan(&i)), Ok(()));
+    }
+
+    #[test]
+    fn commas_in_host_paths_are_doubled_for_qemu() {
+        let mut i = input();
+        i.vm_dir = "/a,b \"c\"/.ktest/vm".into();
+        i.root = Root::Image {
+            path: "/img,1".into(),
+            format: ImageFormat::Raw,
+        };
+        let p = plan(&i);
+        assert!(pairs(&p, "-drive")[0].starts_with("file=/img,,1,"));
+        assert!(pairs(&p, "-fsdev")[0].contains("path=/a,,b \"c\"/.ktest/vm,"));
+        assert!(!p.cmdline.contains("/a,"));
+        assert_eq!(check(&i, &p), Ok(()));
+    }
+
+    #[test]
+    fn unbootable_command_lines_are_refused() {
+        let mut i = input();
+        i.init = "/odd\"dir/ktest".into();
+        assert_eq!(
+            check(&i, &plan(&i)),
+            Err(PlanError::UnquotableInit(i.init.clone()))
+        );
+        let mut i = input();
+        i.append = vec!["x".repeat(CMDLINE_MAX)];
+        let p = plan(&i);
+        assert_eq!(
+            check(&i, &p),
+            Err(PlanError::CmdlineTooLong {
+                len: p.cmdline.len()
+            })
+        );
+        // Exactly at the limit is fine.
+        let mut i = input();
+        let base = plan(&i).cmdline.len();
+        i.append.push("y".repeat(CMDLINE_MAX - base - 1));
+        let p = plan(&i);
+        assert_eq!(p.cmdline.len(), CMDLINE_MAX);
+        assert_eq!(check(&i, &p), Ok(()));
     }
 
     #[test]
@@ -521,6 +634,6 @@ mod tests {
         let p = plan(&input());
         let line = p.shell_line();
         assert!(line.starts_with("qemu-system-x86_64 -nodefaults"));
-        assert!(line.contains("'console=ttyS0 "));
+        assert!(line.contains("'ktest.guest=1 console=ttyS0 "));
     }
 }

@@ -354,7 +354,7 @@ fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
     write_private(&vm_dir.join(names::INIT), guest::INIT.as_bytes(), 0o700)?;
     let mut env = match &p.test {
-        Some(test) => guest::env_file(test, &guest_requires(p, vm_dir)?, l.args),
+        Some(test) => guest::env_file(test, &guest_requires(p, vm_dir)?, &l.output_end, l.args),
         None => String::new(),
     };
     env.push_str(&guest::session_env(&guest::Session {
@@ -452,10 +452,12 @@ struct Launch<'a> {
     interactive: Option<supervise::Interactive>,
     /// Arguments for the test.
     args: &'a [String],
-    /// The console log's name: the test's file name, or `boot`.
+    /// The console log's file name (`log_file_name`).
     name: String,
     /// ktest's ssh keys.
     keys: sshkey::Keys,
+    /// The line that ends the test's output (`guest::output_end_marker`).
+    output_end: String,
 }
 
 /// The directory ktest runs from (where `.ktest/` goes), canonical.
@@ -474,7 +476,7 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
     let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir)?;
     let log_dir = ktest_dir.join("log");
     create_private_dir(&log_dir)?;
-    let log = log_dir.join(format!("{}.log", l.name));
+    let log = log_dir.join(&l.name);
     let mut attempt = 1;
     loop {
         let observed = boot_once(State::open(db)?, &cwd, p, l, accel, &log)?;
@@ -546,6 +548,7 @@ fn boot_once(
         verbose: l.verbose,
         log: log.to_path_buf(),
         interactive: l.interactive,
+        output_end: l.output_end.clone(),
     };
     let observed = supervise::run(&plan, &vm_dir, &opts, |pid| {
         // Lets a later ktest kill this qemu if both ktest and its
@@ -556,10 +559,47 @@ fn boot_once(
     observed
 }
 
+/// Refuses, before anything starts, a VM the kernel would boot wrongly
+/// (its command line cut, or an init path it cannot read). Nothing checked
+/// depends on the slot or the directory, so a stand-in plan does.
+fn check_plan(p: &Prepared) -> Result<()> {
+    let input = plan_input(
+        p,
+        plan::Accel::Tcg,
+        Path::new(".ktest/vm"),
+        0,
+        state::SSH_PORT_BASE,
+    );
+    plan::check(&input, &plan::plan(&input)).map_err(|e| Error::usage(e.to_string()))
+}
+
+/// The longest file name most Linux file systems take (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// The console log's file name for a test file name: `NAME.log`, or, for a
+/// name too long for that, its start and a hash of the whole.
+fn log_file_name(name: &str) -> String {
+    const SUFFIX: &str = ".log";
+    if name.len() + SUFFIX.len() <= NAME_MAX {
+        return format!("{name}{SUFFIX}");
+    }
+    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
+    let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    let tag = format!("-{hash:016x}{SUFFIX}");
+    let mut end = NAME_MAX - tag.len();
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{tag}", &name[..end])
+}
+
 /// Runs `ktest run`.
 pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare(&args)?;
+    check_plan(&prepared)?;
     let accel = args
         .accel
         .or(crate::config_file::get()?.accel)
@@ -592,13 +632,9 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
             .interactive
             .then_some(supervise::Interactive::AfterTest),
         args: &args.args,
-        name: args
-            .test
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
+        name: log_file_name(&args.test.file_name().unwrap_or_default().to_string_lossy()),
         keys: sshkey::Keys::beside(db),
+        output_end: guest::output_end_marker(),
     };
     let (observed, log) = launch(db, &prepared, &launch_opts)?;
     let verdict = outcome::decide(&observed);
@@ -619,14 +655,16 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
 pub fn boot(db: &Path, args: BootArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare_boot(&args)?;
+    check_plan(&prepared)?;
     let launch_opts = Launch {
         accel: args.accel,
         // The whole console is shown anyway.
         verbose: false,
         interactive: Some(supervise::Interactive::FromBoot),
         args: &[],
-        name: "boot".into(),
+        name: log_file_name("boot"),
         keys: sshkey::Keys::beside(db),
+        output_end: guest::output_end_marker(),
     };
     let (observed, log) = launch(db, &prepared, &launch_opts)?;
     let verdict = boot_verdict(&observed);
@@ -657,6 +695,18 @@ fn boot_verdict(o: &Observed) -> outcome::Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_file_names_fit_the_file_system() {
+        assert_eq!(log_file_name("hello"), "hello.log");
+        let long = "t".repeat(251);
+        assert_eq!(log_file_name(&long), format!("{long}.log"));
+        for name in ["t".repeat(252), "é".repeat(200)] {
+            let log = log_file_name(&name);
+            assert!(log.len() <= NAME_MAX && log.ends_with(".log"), "{log}");
+            assert_ne!(log, log_file_name(&format!("{name}x")));
+        }
+    }
 
     #[test]
     fn boot_ends_well_unless_the_kernel_or_qemu_failed() {

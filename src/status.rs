@@ -18,7 +18,11 @@ pub fn status(db: &Path) -> Result<Code> {
         .unwrap_or(0);
     crate::outln!(
         "{:<6} {:<8} {:<8} {:<8} {:<30} DIRECTORY",
-        "SLOT", "PID", "SSH", "UPTIME", "TEST"
+        "SLOT",
+        "PID",
+        "SSH",
+        "UPTIME",
+        "TEST"
     );
     for v in vms {
         crate::outln!(

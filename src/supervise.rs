@@ -4,6 +4,13 @@
 //! Readers run on threads and send events over one channel; the loop here is
 //! the only place that decides anything.
 //!
+//! Three streams come from the guest and never mix: the serial console (the
+//! kernel's messages and the guest init's markers: crashes are detected
+//! here only), the test's stdout and stderr on their own virtio-serial port
+//! (the `TEST SUCCESS`/`TEST FAILED` sentinels are read here only), and the
+//! result port (the exit status). On the terminal and in the log the first
+//! two are interleaved in the order they arrive.
+//!
 //! Interactive sessions (`ktest boot`, `ktest run -I`) differ in three ways:
 //! the user's keystrokes go to the console, the console is shown byte by
 //! byte (a shell prompt has no newline), and the VM stays up after the test
@@ -48,6 +55,9 @@ pub struct Options {
     pub log: PathBuf,
     /// Whether the user's terminal is attached to the console, and when.
     pub interactive: Option<Interactive>,
+    /// The line the guest writes on the output port after the test's
+    /// output (`guest::output_end_marker`).
+    pub output_end: String,
 }
 
 /// When the console becomes the user's terminal.
@@ -63,6 +73,8 @@ pub enum Interactive {
 enum Event {
     /// Bytes from the serial console, as they came.
     Console(Vec<u8>),
+    /// Bytes of the test's stdout and stderr, as they came.
+    Output(Vec<u8>),
     /// Bytes the user typed (interactive sessions).
     Input(Vec<u8>),
     Result(i32),
@@ -127,6 +139,14 @@ fn read_console(listener: UnixListener, tx: Sender<Event>, writer_slot: Sender<U
         let _ = writer_slot.send(w);
     }
     terminal::pump(stream, |b| tx.send(Event::Console(b)).is_ok());
+}
+
+/// Forwards the test's output to the loop.
+fn read_output(listener: UnixListener, tx: Sender<Event>) {
+    let Ok((stream, _)) = listener.accept() else {
+        return;
+    };
+    terminal::pump(stream, |b| tx.send(Event::Output(b)).is_ok());
 }
 
 /// Forwards what the user types to the loop, until stdin ends.
@@ -215,6 +235,8 @@ pub fn run(
         .context(|| format!("listening on {}/{}", vm_dir.display(), names::CONSOLE))?;
     let result_listener = crate::sock::bind(vm_dir, names::RESULT)
         .context(|| format!("listening on {}/{}", vm_dir.display(), names::RESULT))?;
+    let output_listener = crate::sock::bind(vm_dir, names::OUTPUT)
+        .context(|| format!("listening on {}/{}", vm_dir.display(), names::OUTPUT))?;
     let mut log =
         std::fs::File::create(&opts.log).context(|| format!("creating {}", opts.log.display()))?;
 
@@ -233,6 +255,10 @@ pub fn run(
     {
         let tx = tx.clone();
         std::thread::spawn(move || read_result(result_listener, tx));
+    }
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || read_output(output_listener, tx));
     }
     if let Some(mut stderr) = child.stderr.take() {
         let tx = tx.clone();
@@ -262,6 +288,9 @@ pub fn run(
         shown_context: false,
         qemu_stderr: String::new(),
         lines: LineBuf::default(),
+        output: LineBuf::default(),
+        output_end: opts.output_end.clone(),
+        output_done: false,
         raw: false,
         ended: false,
     };
@@ -340,7 +369,7 @@ pub fn run(
                                         terminal::HELP
                                     );
                                 }
-                                None if watcher.obs.status.is_some() => break 'events,
+                                None if watcher.complete() => break 'events,
                                 _ => {}
                             }
                         }
@@ -348,19 +377,25 @@ pub fn run(
                             wait = Wait::Crash;
                             deadline = Some(Instant::now() + CRASH_GRACE);
                         }
-                        // An interactive VM stays up however the test ends.
-                        Line::Success | Line::Failed
-                            if wait == Wait::Test && opts.interactive.is_none() =>
-                        {
-                            wait = Wait::Sentinel;
-                            deadline = Some(Instant::now() + SENTINEL_GRACE);
-                        }
                         Line::GuestError(_) => {
                             wait = Wait::Drain;
                             deadline = Some(Instant::now() + DRAIN_GRACE);
                         }
                         _ => {}
                     }
+                }
+            }
+            Event::Output(bytes) => {
+                let mut rest = bytes.as_slice();
+                while let Some(sentinel) = watcher.next_output_line(&mut rest, &mut log) {
+                    if opts.interactive.is_none() && wait == Wait::Test && sentinel.is_some() {
+                        // An interactive VM stays up however the test ends.
+                        wait = Wait::Sentinel;
+                        deadline = Some(Instant::now() + SENTINEL_GRACE);
+                    }
+                }
+                if opts.interactive.is_none() && end_seen && watcher.complete() {
+                    break;
                 }
             }
             Event::Input(bytes) => {
@@ -390,7 +425,7 @@ pub fn run(
             Event::Result(code) => {
                 watcher.obs.status = Some(code);
                 if opts.interactive.is_none() {
-                    if end_seen {
+                    if end_seen && watcher.complete() {
                         break;
                     }
                     if wait != Wait::Crash {
@@ -470,6 +505,10 @@ fn stop(qemu: &mut Qemu, rx: &Receiver<Event>, watcher: &mut Watcher, log: &mut 
                 let mut rest = bytes.as_slice();
                 while watcher.next_line(&mut rest, log).is_some() {}
             }
+            Ok(Event::Output(bytes)) => {
+                let mut rest = bytes.as_slice();
+                while watcher.next_output_line(&mut rest, log).is_some() {}
+            }
             Ok(Event::QemuExit(_)) => qemu.exited = true,
             Ok(Event::Input(_)) => {}
             Ok(Event::QemuStderr(s)) => watcher.qemu_stderr.push_str(&s),
@@ -489,7 +528,14 @@ struct Watcher {
     verbose: bool,
     shown_context: bool,
     qemu_stderr: String,
+    /// Console lines being reassembled.
     lines: LineBuf,
+    /// The test's output lines being reassembled.
+    output: LineBuf,
+    /// The line that ends the test's output.
+    output_end: String,
+    /// The guest said the test's output is complete.
+    output_done: bool,
     /// The console goes to the user's terminal byte for byte (interactive
     /// sessions), instead of line by line from the test's start.
     raw: bool,
@@ -500,6 +546,48 @@ struct Watcher {
 impl Watcher {
     fn shown(&self) -> bool {
         self.verbose || (self.obs.started && !self.ended)
+    }
+
+    /// The test's status came, and all of its output: the run can end
+    /// once the console has shown the end marker too.
+    fn complete(&self) -> bool {
+        self.obs.status.is_some() && self.output_done
+    }
+
+    /// Takes the next complete line of the test's output out of `bytes`,
+    /// logs and shows it; `None` once `bytes` holds no more newlines.
+    /// Returns the compatibility sentinel the line is, if any.
+    fn next_output_line(
+        &mut self,
+        bytes: &mut &[u8],
+        log: &mut std::fs::File,
+    ) -> Option<Option<console::Sentinel>> {
+        let line = self.output.next_line(bytes)?;
+        // The end marker follows the test's last byte, which may not have
+        // been a newline.
+        let line = match line.strip_suffix(self.output_end.as_str()) {
+            Some(rest) => {
+                self.output_done = true;
+                if rest.is_empty() {
+                    return Some(None);
+                }
+                rest.to_string()
+            }
+            None => line,
+        };
+        let _ = writeln!(log, "{line}");
+        if self.raw {
+            crate::out!("{line}\r\n");
+        } else {
+            crate::outln!("{line}");
+        }
+        let sentinel = console::sentinel(&line);
+        match sentinel {
+            Some(console::Sentinel::Success) => self.obs.said_success = true,
+            Some(console::Sentinel::Failed) => self.obs.said_failed = true,
+            None => {}
+        }
+        Some(sentinel)
     }
 
     /// Takes the next complete console line out of `bytes`, logs and
@@ -524,8 +612,6 @@ impl Watcher {
         match &kind {
             Line::Start => self.obs.started = true,
             Line::End(_) => self.ended = true,
-            Line::Success => self.obs.said_success = true,
-            Line::Failed => self.obs.said_failed = true,
             Line::Crash => {
                 self.obs.crash.get_or_insert_with(|| line.to_string());
             }

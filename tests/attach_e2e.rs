@@ -191,16 +191,16 @@ fn two_vms_from_two_directories_have_their_own_ports() {
     }
     assert_ne!(ssh_port(&s, &dirs[0]), ssh_port(&s, &dirs[1]));
     for d in &dirs {
-        // The kernel command line names the VM's own directory; a
-        // subdirectory reaches the same VM.
-        let want = format!("KTEST_DIR={}/.ktest/vm", d.display());
+        // The guest's /run/ktest is the VM's own directory (it names its
+        // log); a subdirectory reaches the same VM.
+        let want = format!("{}/.ktest/log/", d.display());
         for from in [d.clone(), d.join("sub")] {
-            let cmdline = ok_stdout(ktest_in(&s, &from, &["ssh", "--", "cat", "/proc/cmdline"]));
-            assert!(
-                cmdline.contains(&want),
-                "from {}: {cmdline}",
-                from.display()
-            );
+            let log = ok_stdout(ktest_in(
+                &s,
+                &from,
+                &["ssh", "--", "cat", "/run/ktest/log.path"],
+            ));
+            assert!(log.starts_with(&want), "from {}: {log}", from.display());
         }
     }
     for (d, vm) in dirs.iter().zip(vms) {

@@ -4,31 +4,45 @@
 #
 #   host root:  the kernel runs the ktest binary itself as PID 1 (through
 #               the read-only 9p root); src/guest_init.rs puts a tmpfs
-#               overlay over the root, mounts /proc, /sys, /dev..., finds the
-#               result port, and execs "sh init stage2".
+#               overlay over the root, mounts /proc, /sys, /dev..., the
+#               per-VM directory at /run/ktest, finds the ports, and execs
+#               "sh /run/ktest/init stage2".
 #   image root: the image's /bin/sh mounted the per-VM directory at
 #               /run/ktest and exec'd us with no argument; the root disk is a
 #               qemu snapshot, writable, and nothing reaches the image file.
 #               The same setup is done here in shell.
 #
 # Then it runs the test from its own directory and reports the exit status on
-# the virtio-serial port ktest.result. The console is the test's terminal.
-# Markers on the console ("ktest-guest: ...") let the host tell ktest's
-# output from the test's; keep them in sync with src/console.rs.
+# the virtio-serial port ktest.result. The test's stdout and stderr go to
+# the port ktest.output, never to the console: the console carries only the
+# kernel's messages and this script's markers ("ktest-guest: ...", keep them
+# in sync with src/console.rs), so nothing a test prints can look like a
+# kernel crash or a guest error to the host.
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TERM=${TERM:-linux}
+export KTEST_DIR=/run/ktest
 umask 022
+
+# Ends the VM (qemu runs with -no-reboot), but only inside a ktest VM: the
+# kernel command line of every one has the marker (src/plan.rs). A shell
+# builtin reads it: an exec costs 50 ms or more under TCG.
+reboot_guest() {
+	read -r cmdline </proc/cmdline
+	case " $cmdline " in
+	*" ktest.guest=1 "*) echo b >/proc/sysrq-trigger ;;
+	esac
+	sleep 10
+}
 
 die() {
 	echo "ktest-guest: error: $*"
 	echo "ktest-guest: end status=125"
-	echo b >/proc/sysrq-trigger
-	sleep 10
+	reboot_guest
+	exit 1
 }
 
 if [ "$1" != stage2 ]; then
-	KTEST_DIR=/run/ktest
 	mount -t proc proc /proc 2>/dev/null
 	mount -t sysfs sysfs /sys 2>/dev/null
 	mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -43,14 +57,20 @@ if [ "$1" != stage2 ]; then
 	echo ktest >/proc/sys/kernel/hostname
 	ip link set lo up 2>/dev/null
 	for p in /sys/class/virtio-ports/*; do
-		read -r name <"$p/name" && [ "$name" = ktest.result ] && KTEST_RESULT_PORT=/dev/${p##*/}
+		read -r name <"$p/name" || continue
+		case $name in
+		ktest.result) KTEST_RESULT_PORT=/dev/${p##*/} ;;
+		ktest.output) KTEST_OUTPUT_PORT=/dev/${p##*/} ;;
+		esac
 	done
 fi
 port=$KTEST_RESULT_PORT
-[ -n "$port" ] || die "no ktest.result virtio-serial port (is CONFIG_VIRTIO_CONSOLE set?)"
+[ -n "$port" ] && [ -n "$KTEST_OUTPUT_PORT" ] ||
+	die "no ktest.result/ktest.output virtio-serial ports (is CONFIG_VIRTIO_CONSOLE set?)"
 
-# ktest's assignments: ktest_test, ktest_testdir, ktest_links, "$@" (no
-# test for `ktest boot`); ktest_ssh_* (src/sshkey.rs) and ktest_shell,
+# ktest's assignments: ktest_test, ktest_testdir, ktest_links,
+# ktest_output_end, "$@" (no test for `ktest boot`); ktest_ssh_*
+# (src/sshkey.rs) and ktest_shell,
 # ktest_term, ktest_rows, ktest_cols (src/guest.rs's session_env).
 . "$KTEST_DIR/run.env" || die "cannot read $KTEST_DIR/run.env"
 
@@ -147,9 +167,16 @@ if [ -n "$ktest_test" ]; then
 
 	cd "$ktest_testdir" || die "cannot cd to $ktest_testdir"
 	export PATH="$ktest_testdir:$PATH"
+	# A virtio port opens once at a time, and the test's background
+	# processes may keep it open: open it once, here.
+	# (A failed exec redirection would end this shell, PID 1: check first.)
+	[ -w "$KTEST_OUTPUT_PORT" ] || die "cannot write $KTEST_OUTPUT_PORT"
+	exec 3>"$KTEST_OUTPUT_PORT"
 	echo "ktest-guest: start $ktest_test"
-	"$ktest_test" "$@"
+	"$ktest_test" "$@" >&3 2>&3 3>&-
 	status=$?
+	# Tells the host it has all of the test's output (src/supervise.rs).
+	printf '%s\n' "$ktest_output_end" >&3
 	echo "ktest-guest: end status=$status"
 	echo "status $status" >"$port"
 else
@@ -181,5 +208,4 @@ fi
 # (qemu runs with -no-reboot: that ends it) only if ktest has not stopped
 # it by then. After a console shell, nobody is waiting: end at once.
 [ -n "$ktest_test" ] && [ -z "$ktest_shell" ] && sleep 5
-echo b >/proc/sysrq-trigger
-sleep 10
+reboot_guest

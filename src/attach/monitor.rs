@@ -105,7 +105,9 @@ fn relay(stream: UnixStream) -> Result<Code> {
                             return Ok(Code::Passed);
                         }
                         Key::Help => {
-                            crate::err!("\r\nktest: Ctrl-A X detach | Ctrl-A Ctrl-A send Ctrl-A\r\n")
+                            crate::err!(
+                                "\r\nktest: Ctrl-A X detach | Ctrl-A Ctrl-A send Ctrl-A\r\n"
+                            )
                         }
                         // A serial break means nothing to the monitor.
                         Key::Break => {}

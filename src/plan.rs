@@ -276,7 +276,13 @@ fn disk_args(input: &PlanInput) -> Vec<String> {
 fn net_args(input: &PlanInput) -> Vec<String> {
     vec![
         "-netdev".into(),
-        format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", input.ssh_port),
+        // restrict=on: the guest reaches nothing, neither the host's
+        // 127.0.0.1 services through 10.0.2.2 (other VMs' ssh ports among
+        // them) nor beyond; only the forward for `ktest ssh` comes in.
+        format!(
+            "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:22",
+            input.ssh_port
+        ),
         "-device".into(),
         // No option ROM: ktest boots with -kernel, never over the network.
         format!("virtio-net-pci,netdev=net0,mac={},romfile=", input.mac),
@@ -497,7 +503,10 @@ mod tests {
             p.cmdline
         );
         let net = pairs(&p, "-netdev");
-        assert_eq!(net, vec!["user,id=net0,hostfwd=tcp:127.0.0.1:22203-:22"]);
+        assert_eq!(
+            net,
+            vec!["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:22203-:22"]
+        );
         assert!(pairs(&p, "-device")
             .iter()
             .any(|d| d.contains("mac=52:54:00:6b:00:03")));

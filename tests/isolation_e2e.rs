@@ -280,3 +280,31 @@ fn a_test_with_a_name_of_252_characters_runs_and_keeps_its_log() {
     assert!(log.contains("long name ok"));
     s.assert_clean();
 }
+
+#[test]
+fn the_guest_cannot_reach_the_hosts_local_services() {
+    let s = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // bash's /dev/tcp needs no network tool in the guest.
+    let test = s.script(
+        "reach",
+        r#"#!/bin/bash
+[ "$1" = deps ] && { echo MEM=128M; exit 0; }
+if timeout 10 bash -c "exec 3<>/dev/tcp/10.0.2.2/$1"; then
+    echo "reached the host's port $1"; exit 1
+fi
+echo "host port $1 unreachable"
+"#,
+    );
+    let out = s.run(&[test.to_str().unwrap(), "--", &port.to_string()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains(&format!("host port {port} unreachable")), "{t}");
+    assert!(
+        listener.accept().is_err(),
+        "a connection from the guest arrived"
+    );
+    s.assert_clean();
+}

@@ -2,8 +2,12 @@
 //! the exit code, the message, and that nothing is left next to PATH.
 //!
 //! The build path refuses to run unless root, so the cases past the root
-//! check skip (saying why) when the tests do not run as root.
+//! check skip (saying why) when the tests do not run as root, and fail
+//! under CI.
 
+mod common;
+
+use common::require;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -19,8 +23,11 @@ fn is_root() -> bool {
 
 macro_rules! require_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (the build path checks for root first)");
+        if !require(
+            is_root(),
+            "root",
+            "the build path checks for root first; run the tests as root",
+        ) {
             return;
         }
     };
@@ -63,6 +70,18 @@ fn which(program: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// `program`, or `None` when it is not installed: the caller returns, the
+/// test skipped (or failed, under CI) saying which `package` provides it.
+fn need(program: &str, package: &str) -> Option<PathBuf> {
+    let found = which(program);
+    let how = format!("apt-get install {package}");
+    if require(found.is_some(), program, &how) {
+        found
+    } else {
+        None
+    }
 }
 
 fn write_script(path: &Path, text: &str) {
@@ -123,8 +142,7 @@ fn not_root_is_refused_before_anything() {
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let img = dir.path().join("img");
     let out = if is_root() {
-        let Some(setpriv) = which("setpriv") else {
-            eprintln!("skipped: setpriv (util-linux) not installed, cannot drop root");
+        let Some(setpriv) = need("setpriv", "util-linux") else {
             return;
         };
         let mut cmd = Command::new(setpriv);
@@ -146,8 +164,7 @@ fn missing_debootstrap_names_the_package() {
     // Everything else the build needs, but no debootstrap.
     let bin = tempfile::tempdir().unwrap();
     for tool in ["mkfs.ext4", "debugfs", "chroot", "dpkg"] {
-        let Some(real) = which(tool) else {
-            eprintln!("skipped: {tool} not installed on this host");
+        let Some(real) = need(tool, "e2fsprogs coreutils dpkg") else {
             return;
         };
         std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
@@ -199,8 +216,11 @@ fn unknown_release_is_refused_up_front() {
 #[test]
 fn unknown_release_with_the_real_debootstrap() {
     require_root!();
-    if !Path::new("/usr/share/debootstrap/scripts").is_dir() {
-        eprintln!("skipped: debootstrap not installed");
+    if !require(
+        Path::new("/usr/share/debootstrap/scripts").is_dir(),
+        "debootstrap",
+        "apt-get install debootstrap",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -242,8 +262,7 @@ fn existing_non_image_is_refused_and_untouched() {
 #[test]
 fn foreign_ext4_image_is_refused() {
     require_root!();
-    let Some(mkfs) = which("mkfs.ext4") else {
-        eprintln!("skipped: mkfs.ext4 not installed");
+    let Some(mkfs) = need("mkfs.ext4", "e2fsprogs") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -244,3 +244,6 @@ pub fn rootfs_image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
     IMG.get_or_init(|| cached("KTEST_TEST_ROOTFS", "tests/rootfs-image.sh"))
 }
+
+mod prereq;
+pub use prereq::require;

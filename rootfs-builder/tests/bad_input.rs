@@ -310,6 +310,63 @@ fn directory_path_is_refused_even_with_force() {
 }
 
 #[test]
+fn missing_parent_directories_are_created_like_mkdir_p() {
+    require_root!();
+    let fake = FakeDebootstrap::new("#!/bin/sh\necho fake debootstrap ran >&2\nexit 1\n");
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("var/lib/ktest/root");
+    // Under a umask that would hide the image from ktest's users.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "umask 077; exec \"$0\" \"$@\"", BIN])
+        .args(["--arch", "amd64", "--release", "bookworm"])
+        .arg(&img)
+        .stdin(Stdio::null());
+    fake.apply(&mut cmd);
+    let out = cmd.output().unwrap();
+    // The build went past the checks: the fake debootstrap failed it.
+    assert_fails(&out, 1, "debootstrap failed");
+    let err = stderr(&out);
+    for sub in ["var", "var/lib", "var/lib/ktest"] {
+        let made = dir.path().join(sub);
+        assert!(
+            err.contains(&format!("created directory {}\n", made.display())),
+            "{err}"
+        );
+        let meta = fs::metadata(&made).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755, "{sub}");
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0, "{sub}");
+    }
+    assert!(err.contains("fake debootstrap ran"), "{err}");
+}
+
+#[test]
+fn a_parent_that_is_not_a_directory_is_refused() {
+    require_root!();
+    let fake = FakeDebootstrap::new("#!/bin/sh\nexit 99\n");
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("file"), "").unwrap();
+    let img = dir.path().join("file/sub/img");
+    let out = run(
+        &[
+            "--arch",
+            "amd64",
+            "--release",
+            "bookworm",
+            img.to_str().unwrap(),
+        ],
+        |c| fake.apply(c),
+    );
+    assert_fails(
+        &out,
+        2,
+        &format!("{} is not a directory", dir.path().join("file").display()),
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(listing(dir.path()), ["file"]);
+}
+
+#[test]
 fn update_of_a_missing_image_says_to_build_it() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");

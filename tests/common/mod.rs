@@ -246,4 +246,6 @@ pub fn rootfs_image() -> &'static Path {
 }
 
 mod prereq;
+// Like the rest of this module: not every test file uses it.
+#[allow(unused_imports)]
 pub use prereq::require;

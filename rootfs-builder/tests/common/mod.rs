@@ -3,4 +3,6 @@
 
 #[path = "../../../tests/common/prereq.rs"]
 mod prereq;
+// Like the rest of this module: not every test file uses it.
+#[allow(unused_imports)]
 pub use prereq::require;

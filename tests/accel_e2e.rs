@@ -22,11 +22,7 @@ fn the_tcg_fallback_is_said_when_probed_then_only_with_v() {
         return;
     }
     let s = Sandbox::new();
-    // KVM broken on any host: the probe guest's qemu fails.
-    let qemu = s.script(
-        "qemu-kvm-broken",
-        "#!/bin/sh\necho 'no KVM here' >&2\nexit 1\n",
-    );
+    let qemu = s.broken_kvm_qemu();
     let t = s.script("t", "#!/bin/sh\necho MEM=128M\n");
     // A database of its own, so the first run is the one that probes.
     let db = s.path().join("accel.db");

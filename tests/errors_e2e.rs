@@ -177,10 +177,7 @@ fn forced_kvm_that_does_not_work_is_an_error() {
     // itself: the probe guest's qemu fails. (Without /dev/kvm the probe
     // fails before running qemu, with the same outcome.)
     let s = Sandbox::new();
-    let qemu = s.script(
-        "qemu-kvm-broken",
-        "#!/bin/sh\necho 'no KVM here' >&2\nexit 1\n",
-    );
+    let qemu = s.broken_kvm_qemu();
     let t = repo().join("tests/hello");
     let out = s
         .run_cmd()

@@ -89,6 +89,9 @@ fn write_script(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// The options of a build for what [`FakeDebootstrap`] knows.
+const BOOKWORM_AMD64: [&str; 4] = ["--arch", "amd64", "--release", "bookworm"];
+
 /// A PATH whose `debootstrap` is `script`, plus a DEBOOTSTRAP_DIR that
 /// knows the release "bookworm", so these tests need no network.
 struct FakeDebootstrap {
@@ -104,6 +107,15 @@ impl FakeDebootstrap {
         fs::write(dir.path().join("share/scripts/bookworm"), "").unwrap();
         write_script(&bin.join("debootstrap"), script);
         FakeDebootstrap { dir }
+    }
+
+    /// `create-vm-image [FIRST...] --arch amd64 --release bookworm IMG`,
+    /// with this debootstrap.
+    fn build(&self, first: &[&str], img: &Path) -> Output {
+        let img = img.to_str().unwrap();
+        run(&[first, &BOOKWORM_AMD64, &[img]].concat(), |c| {
+            self.apply(c)
+        })
     }
 
     fn apply(&self, cmd: &mut Command) {
@@ -250,9 +262,7 @@ fn existing_non_image_is_refused_and_untouched() {
 
     require_root!();
     let fake = FakeDebootstrap::new("#!/bin/sh\nexit 99\n");
-    let out = run(&["--arch", "amd64", "--release", "bookworm", path], |c| {
-        fake.apply(c)
-    });
+    let out = fake.build(&[], &img);
     assert_fails(&out, 2, "is not a ktest image; refusing to overwrite it");
     assert!(stderr(&out).contains("--force"));
     assert_eq!(fs::read_to_string(&img).unwrap(), "precious data\n");
@@ -277,9 +287,7 @@ fn foreign_ext4_image_is_refused() {
     let before = fs::read(&img).unwrap();
     let fake = FakeDebootstrap::new("#!/bin/sh\nexit 99\n");
     let path = img.to_str().unwrap();
-    let out = run(&["--arch", "amd64", "--release", "bookworm", path], |c| {
-        fake.apply(c)
-    });
+    let out = fake.build(&[], &img);
     assert_fails(&out, 2, "ext4 image that is not a ktest image");
     let out = run(&["--update", path], |_| {});
     assert_fails(&out, 2, "is not a ktest image");
@@ -294,17 +302,7 @@ fn directory_path_is_refused_even_with_force() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     fs::create_dir(&img).unwrap();
-    let out = run(
-        &[
-            "--force",
-            "--arch",
-            "amd64",
-            "--release",
-            "bookworm",
-            img.to_str().unwrap(),
-        ],
-        |c| fake.apply(c),
-    );
+    let out = fake.build(&["--force"], &img);
     assert_fails(&out, 2, "is a directory; refusing");
     assert_eq!(listing(dir.path()), ["img"]);
 }
@@ -318,7 +316,7 @@ fn missing_parent_directories_are_created_like_mkdir_p() {
     // Under a umask that would hide the image from ktest's users.
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "umask 077; exec \"$0\" \"$@\"", BIN])
-        .args(["--arch", "amd64", "--release", "bookworm"])
+        .args(BOOKWORM_AMD64)
         .arg(&img)
         .stdin(Stdio::null());
     fake.apply(&mut cmd);
@@ -347,16 +345,7 @@ fn a_parent_that_is_not_a_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("file"), "").unwrap();
     let img = dir.path().join("file/sub/img");
-    let out = run(
-        &[
-            "--arch",
-            "amd64",
-            "--release",
-            "bookworm",
-            img.to_str().unwrap(),
-        ],
-        |c| fake.apply(c),
-    );
+    let out = fake.build(&[], &img);
     assert_fails(
         &out,
         2,
@@ -384,16 +373,7 @@ fn debootstrap_failure_shows_the_log_tail_and_keeps_the_log() {
     );
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
-    let out = run(
-        &[
-            "--arch",
-            "amd64",
-            "--release",
-            "bookworm",
-            img.to_str().unwrap(),
-        ],
-        |c| fake.apply(c),
-    );
+    let out = fake.build(&[], &img);
     assert_fails(&out, 1, "debootstrap failed (exit status 1)");
     let err = stderr(&out);
     assert!(err.contains("fake line 30") && err.contains("E: Failed getting release file"));
@@ -416,7 +396,7 @@ fn sigterm_during_debootstrap_cleans_up_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     let mut cmd = Command::new(BIN);
-    cmd.args(["--arch", "amd64", "--release", "bookworm"])
+    cmd.args(BOOKWORM_AMD64)
         .arg(&img)
         .stdin(Stdio::null())
         .stderr(Stdio::piped());

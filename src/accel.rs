@@ -121,14 +121,22 @@ fn cache_key(qemu: &Path) -> String {
     )
 }
 
-/// Picks the accelerator. Prints one line when falling back to TCG.
-pub fn choose(choice: Choice, qemu: &Path, state: &State, scratch_dir: &Path) -> Result<Accel> {
+/// Picks the accelerator. When falling back to TCG it says why in one line
+/// if the probe ran now; an answer from the cache is repeated only when
+/// `verbose`, so the line does not nag on every run of the boot.
+pub fn choose(
+    choice: Choice,
+    qemu: &Path,
+    state: &State,
+    scratch_dir: &Path,
+    verbose: bool,
+) -> Result<Accel> {
     if choice == Choice::Tcg {
         return Ok(Accel::Tcg);
     }
     let key = cache_key(qemu);
-    let verdict = match state.probe(&key) {
-        Some(v) => v,
+    let (verdict, probed) = match state.probe(&key) {
+        Some(v) => (v, false),
         None => {
             let v = match probe(qemu, scratch_dir) {
                 Ok(()) => "ok".to_string(),
@@ -139,7 +147,7 @@ pub fn choose(choice: Choice, qemu: &Path, state: &State, scratch_dir: &Path) ->
             if !v.starts_with("/dev/kvm") {
                 state.set_probe(&key, &v)?;
             }
-            v
+            (v, true)
         }
     };
     match (verdict == "ok", choice) {
@@ -148,10 +156,27 @@ pub fn choose(choice: Choice, qemu: &Path, state: &State, scratch_dir: &Path) ->
             "KVM was requested but does not work here: {verdict}\n  use --accel tcg (or auto)"
         ))),
         (false, _) => {
-            crate::errln!("ktest: using TCG (slow): KVM unusable: {verdict}");
+            if let Some(line) = tcg_note(&verdict, probed, verbose) {
+                crate::errln!("{line}");
+            }
             Ok(Accel::Tcg)
         }
     }
+}
+
+/// The line saying why ktest falls back to TCG, if it is to be said: when
+/// the probe just ran, or with `-v`.
+fn tcg_note(verdict: &str, probed: bool, verbose: bool) -> Option<String> {
+    let when = if probed {
+        ""
+    } else if verbose {
+        " (probed earlier this boot)"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "ktest: using TCG (slow): KVM unusable{when}: {verdict}"
+    ))
 }
 
 #[cfg(test)]
@@ -165,5 +190,17 @@ mod tests {
         assert_eq!(&b[..5], &[0xb0, 0x2a, 0xe6, 0xf4, 0xf4]);
         assert_eq!(&b[510..], &[0x55, 0xaa]);
         assert_eq!(PROBE_EXIT, (0x2a << 1) | 1);
+    }
+
+    #[test]
+    fn the_tcg_note_is_said_when_probed_and_repeated_only_when_verbose() {
+        let why = "a KVM guest did not finish within 3 s";
+        let fresh = format!("ktest: using TCG (slow): KVM unusable: {why}");
+        assert_eq!(tcg_note(why, true, false), Some(fresh.clone()));
+        assert_eq!(tcg_note(why, true, true), Some(fresh));
+        assert_eq!(tcg_note(why, false, false), None);
+        let cached = tcg_note(why, false, true).unwrap();
+        assert!(cached.contains("probed earlier this boot"), "{cached}");
+        assert!(cached.ends_with(why), "{cached}");
     }
 }

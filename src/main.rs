@@ -32,6 +32,12 @@ mod status;
 mod supervise;
 mod terminal;
 
+/// `prereq::require`: a unit test that needs a host tool runs, skips saying
+/// so, or under CI fails; one definition for all of ktest's tests.
+#[cfg(test)]
+#[path = "../tests/common/prereq.rs"]
+mod prereq;
+
 use clap::Parser;
 use error::Code;
 

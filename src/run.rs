@@ -473,7 +473,7 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
     let cwd = start_dir()?;
     let ktest_dir = cwd.join(".ktest");
     create_private_dir(&ktest_dir)?;
-    let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir)?;
+    let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir, l.verbose)?;
     let log_dir = ktest_dir.join("log");
     create_private_dir(&log_dir)?;
     let log = log_dir.join(&l.name);
@@ -608,7 +608,13 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     if args.dry_run {
         let vm_dir = start_dir()?.join(".ktest/vm");
         let state = State::open(db)?;
-        let accel = accel::choose(accel, &prepared.qemu, &state, &std::env::temp_dir())?;
+        let accel = accel::choose(
+            accel,
+            &prepared.qemu,
+            &state,
+            &std::env::temp_dir(),
+            args.verbose,
+        )?;
         let plan = plan::plan(&plan_input(
             &prepared,
             accel,

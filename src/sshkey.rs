@@ -174,6 +174,12 @@ fn keygen(path: &Path, comment: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// ssh-keygen is on PATH, or the caller skips (fails under CI).
+    fn have_ssh_keygen() -> bool {
+        let found = Command::new("ssh-keygen").arg("-?").output().is_ok();
+        crate::prereq::require(found, "ssh-keygen", "apt-get install openssh-client")
+    }
+
     #[test]
     fn keys_live_beside_the_database() {
         let k = Keys::beside(Path::new("/home/u/.local/state/ktest/state.db"));
@@ -195,8 +201,7 @@ mod tests {
 
     #[test]
     fn generated_once_private_and_usable_by_the_guest() {
-        if Command::new("ssh-keygen").arg("-?").output().is_err() {
-            crate::errln!("skipped: no ssh-keygen");
+        if !have_ssh_keygen() {
             return;
         }
         let t = tempfile::tempdir().unwrap();
@@ -230,7 +235,7 @@ mod tests {
 
     #[test]
     fn racing_generators_agree() {
-        if Command::new("ssh-keygen").arg("-?").output().is_err() {
+        if !have_ssh_keygen() {
             return;
         }
         let t = tempfile::tempdir().unwrap();

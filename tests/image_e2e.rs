@@ -101,8 +101,13 @@ fn default_image_location_and_root_host() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         text(&out)
     };
-    // No /var/lib/ktest/root on test machines: ~/.ktest/root is found.
-    if !Path::new("/var/lib/ktest/root").exists() {
+    // ~/.ktest/root is found when there is no /var/lib/ktest/root, which
+    // is looked at first.
+    if require(
+        !Path::new("/var/lib/ktest/root").exists(),
+        "no /var/lib/ktest/root",
+        "ktest would boot it instead of ~/.ktest/root; move it aside",
+    ) {
         assert!(run(&[]).contains("root=image"));
     }
     assert!(run(&["--root", "host"]).contains("root=host"));

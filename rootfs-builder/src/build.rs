@@ -72,6 +72,12 @@ pub fn prepare(cli: &Cli) -> Result<Request> {
         None => host::host_arch()?,
     };
     let plan = Plan::new(&release, &arch, &cli.mirror, &cli.packages).map_err(usage)?;
+    // The last check, so nothing is created for a build refused above.
+    for dir in target::missing_parents(&cli.path)? {
+        if target::create_parent(&dir)? {
+            progress(&format!("created directory {}", dir.display()));
+        }
+    }
     let target = target::resolve(&cli.path)?;
     let mut quiet = Runner::new(dev_null()?, Interrupt::default());
     let existing = image::classify(&target, &mut quiet)?;

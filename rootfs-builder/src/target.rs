@@ -34,6 +34,59 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     Ok(parent.join(name))
 }
 
+/// The directories to create so that PATH's directory exists, outermost
+/// first, as `mkdir -p` (and debootstrap for its target) would: a fresh
+/// machine has no /var/lib/ktest. Refuses when the nearest existing one is
+/// not a directory or cannot be looked at; nothing is created here.
+pub fn missing_parents(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let Some(parent) = path.parent() else {
+        return Ok(missing);
+    };
+    for dir in parent.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(usage(format!(
+                    "{} is not a directory; give a path under a directory",
+                    dir.display()
+                )))
+            }
+            // ENOTDIR: a file further up, refused when the walk gets there.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(nix::errno::Errno::ENOTDIR as i32) =>
+            {
+                missing.push(dir.to_path_buf())
+            }
+            Err(e) => {
+                return Err(usage(format!(
+                    "directory {} is not usable ({e})",
+                    dir.display()
+                )))
+            }
+        }
+    }
+    missing.reverse();
+    Ok(missing)
+}
+
+/// Creates `dir` with mode 0755 whatever the umask, so that ktest's users
+/// can reach the image in it; `false` if it exists by now (a `..` in the
+/// path, or a racing build).
+pub fn create_parent(dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| usage(format!("cannot create directory {} ({e})", dir.display())))?;
+    Ok(true)
+}
+
 /// Whether a build may proceed given what is at the target: `Ok` to build
 /// (replacing a regular file only with `force`), else the refusal.
 pub fn check_build_target(path: &Path, existing: &Existing, force: bool) -> Result<()> {
@@ -83,6 +136,33 @@ mod tests {
             resolve(Path::new("img")).unwrap().file_name().unwrap(),
             "img"
         );
+    }
+
+    #[test]
+    fn missing_parents_are_listed_outermost_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(missing_parents(&d.join("img")).unwrap().is_empty());
+        assert_eq!(
+            missing_parents(&d.join("a/b/img")).unwrap(),
+            [d.join("a"), d.join("a/b")]
+        );
+        assert!(missing_parents(Path::new("img")).unwrap().is_empty());
+        std::fs::write(d.join("file"), "").unwrap();
+        let err = missing_parents(&d.join("file/sub/img")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("file is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn parents_are_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        assert!(create_parent(&a).unwrap());
+        assert!(a.is_dir());
+        assert!(!create_parent(&a).unwrap());
+        let err = create_parent(&dir.path().join("x/y")).unwrap_err();
+        assert!(err.to_string().contains("cannot create directory"), "{err}");
     }
 
     #[test]

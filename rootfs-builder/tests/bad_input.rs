@@ -2,8 +2,12 @@
 //! the exit code, the message, and that nothing is left next to PATH.
 //!
 //! The build path refuses to run unless root, so the cases past the root
-//! check skip (saying why) when the tests do not run as root.
+//! check skip (saying why) when the tests do not run as root, and fail
+//! under CI.
 
+mod common;
+
+use common::require;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -19,8 +23,11 @@ fn is_root() -> bool {
 
 macro_rules! require_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (the build path checks for root first)");
+        if !require(
+            is_root(),
+            "root",
+            "the build path checks for root first; run the tests as root",
+        ) {
             return;
         }
     };
@@ -65,10 +72,25 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `program`, or `None` when it is not installed: the caller returns, the
+/// test skipped (or failed, under CI) saying which `package` provides it.
+fn need(program: &str, package: &str) -> Option<PathBuf> {
+    let found = which(program);
+    let how = format!("apt-get install {package}");
+    if require(found.is_some(), program, &how) {
+        found
+    } else {
+        None
+    }
+}
+
 fn write_script(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The options of a build for what [`FakeDebootstrap`] knows.
+const BOOKWORM_AMD64: [&str; 4] = ["--arch", "amd64", "--release", "bookworm"];
 
 /// A PATH whose `debootstrap` is `script`, plus a DEBOOTSTRAP_DIR that
 /// knows the release "bookworm", so these tests need no network.
@@ -85,6 +107,15 @@ impl FakeDebootstrap {
         fs::write(dir.path().join("share/scripts/bookworm"), "").unwrap();
         write_script(&bin.join("debootstrap"), script);
         FakeDebootstrap { dir }
+    }
+
+    /// `create-vm-image [FIRST...] --arch amd64 --release bookworm IMG`,
+    /// with this debootstrap.
+    fn build(&self, first: &[&str], img: &Path) -> Output {
+        let img = img.to_str().unwrap();
+        run(&[first, &BOOKWORM_AMD64, &[img]].concat(), |c| {
+            self.apply(c)
+        })
     }
 
     fn apply(&self, cmd: &mut Command) {
@@ -123,8 +154,7 @@ fn not_root_is_refused_before_anything() {
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let img = dir.path().join("img");
     let out = if is_root() {
-        let Some(setpriv) = which("setpriv") else {
-            eprintln!("skipped: setpriv (util-linux) not installed, cannot drop root");
+        let Some(setpriv) = need("setpriv", "util-linux") else {
             return;
         };
         let mut cmd = Command::new(setpriv);
@@ -146,8 +176,7 @@ fn missing_debootstrap_names_the_package() {
     // Everything else the build needs, but no debootstrap.
     let bin = tempfile::tempdir().unwrap();
     for tool in ["mkfs.ext4", "debugfs", "chroot", "dpkg"] {
-        let Some(real) = which(tool) else {
-            eprintln!("skipped: {tool} not installed on this host");
+        let Some(real) = need(tool, "e2fsprogs coreutils dpkg") else {
             return;
         };
         std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
@@ -199,8 +228,11 @@ fn unknown_release_is_refused_up_front() {
 #[test]
 fn unknown_release_with_the_real_debootstrap() {
     require_root!();
-    if !Path::new("/usr/share/debootstrap/scripts").is_dir() {
-        eprintln!("skipped: debootstrap not installed");
+    if !require(
+        Path::new("/usr/share/debootstrap/scripts").is_dir(),
+        "debootstrap",
+        "apt-get install debootstrap",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -230,9 +262,7 @@ fn existing_non_image_is_refused_and_untouched() {
 
     require_root!();
     let fake = FakeDebootstrap::new("#!/bin/sh\nexit 99\n");
-    let out = run(&["--arch", "amd64", "--release", "bookworm", path], |c| {
-        fake.apply(c)
-    });
+    let out = fake.build(&[], &img);
     assert_fails(&out, 2, "is not a ktest image; refusing to overwrite it");
     assert!(stderr(&out).contains("--force"));
     assert_eq!(fs::read_to_string(&img).unwrap(), "precious data\n");
@@ -242,8 +272,7 @@ fn existing_non_image_is_refused_and_untouched() {
 #[test]
 fn foreign_ext4_image_is_refused() {
     require_root!();
-    let Some(mkfs) = which("mkfs.ext4") else {
-        eprintln!("skipped: mkfs.ext4 not installed");
+    let Some(mkfs) = need("mkfs.ext4", "e2fsprogs") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -258,9 +287,7 @@ fn foreign_ext4_image_is_refused() {
     let before = fs::read(&img).unwrap();
     let fake = FakeDebootstrap::new("#!/bin/sh\nexit 99\n");
     let path = img.to_str().unwrap();
-    let out = run(&["--arch", "amd64", "--release", "bookworm", path], |c| {
-        fake.apply(c)
-    });
+    let out = fake.build(&[], &img);
     assert_fails(&out, 2, "ext4 image that is not a ktest image");
     let out = run(&["--update", path], |_| {});
     assert_fails(&out, 2, "is not a ktest image");
@@ -275,19 +302,57 @@ fn directory_path_is_refused_even_with_force() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     fs::create_dir(&img).unwrap();
-    let out = run(
-        &[
-            "--force",
-            "--arch",
-            "amd64",
-            "--release",
-            "bookworm",
-            img.to_str().unwrap(),
-        ],
-        |c| fake.apply(c),
-    );
+    let out = fake.build(&["--force"], &img);
     assert_fails(&out, 2, "is a directory; refusing");
     assert_eq!(listing(dir.path()), ["img"]);
+}
+
+#[test]
+fn missing_parent_directories_are_created_like_mkdir_p() {
+    require_root!();
+    let fake = FakeDebootstrap::new("#!/bin/sh\necho fake debootstrap ran >&2\nexit 1\n");
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("var/lib/ktest/root");
+    // Under a umask that would hide the image from ktest's users.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "umask 077; exec \"$0\" \"$@\"", BIN])
+        .args(BOOKWORM_AMD64)
+        .arg(&img)
+        .stdin(Stdio::null());
+    fake.apply(&mut cmd);
+    let out = cmd.output().unwrap();
+    // The build went past the checks: the fake debootstrap failed it.
+    assert_fails(&out, 1, "debootstrap failed");
+    let err = stderr(&out);
+    for sub in ["var", "var/lib", "var/lib/ktest"] {
+        let made = dir.path().join(sub);
+        assert!(
+            err.contains(&format!("created directory {}\n", made.display())),
+            "{err}"
+        );
+        let meta = fs::metadata(&made).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755, "{sub}");
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0, "{sub}");
+    }
+    assert!(err.contains("fake debootstrap ran"), "{err}");
+}
+
+#[test]
+fn a_parent_that_is_not_a_directory_is_refused() {
+    require_root!();
+    let fake = FakeDebootstrap::new("#!/bin/sh\nexit 99\n");
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("file"), "").unwrap();
+    let img = dir.path().join("file/sub/img");
+    let out = fake.build(&[], &img);
+    assert_fails(
+        &out,
+        2,
+        &format!("{} is not a directory", dir.path().join("file").display()),
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(listing(dir.path()), ["file"]);
 }
 
 #[test]
@@ -308,16 +373,7 @@ fn debootstrap_failure_shows_the_log_tail_and_keeps_the_log() {
     );
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
-    let out = run(
-        &[
-            "--arch",
-            "amd64",
-            "--release",
-            "bookworm",
-            img.to_str().unwrap(),
-        ],
-        |c| fake.apply(c),
-    );
+    let out = fake.build(&[], &img);
     assert_fails(&out, 1, "debootstrap failed (exit status 1)");
     let err = stderr(&out);
     assert!(err.contains("fake line 30") && err.contains("E: Failed getting release file"));
@@ -340,7 +396,7 @@ fn sigterm_during_debootstrap_cleans_up_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     let mut cmd = Command::new(BIN);
-    cmd.args(["--arch", "amd64", "--release", "bookworm"])
+    cmd.args(BOOKWORM_AMD64)
         .arg(&img)
         .stdin(Stdio::null())
         .stderr(Stdio::piped());

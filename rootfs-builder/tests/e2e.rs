@@ -2,8 +2,12 @@
 //! the checks ktest relies on, then `--update`.
 //!
 //! Needs root, network access to the mirror, and about a minute on a fast
-//! mirror (several on a slow one), so it only runs with KTEST_E2E=1.
+//! mirror (several on a slow one), so it only runs with KTEST_E2E=1, and
+//! under CI (CI=true) fails without it.
 
+mod common;
+
+use common::require;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
@@ -63,14 +67,17 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn builds_checks_and_updates_a_real_image() {
-    if std::env::var("KTEST_E2E").as_deref() != Ok("1") {
-        eprintln!("skipped: set KTEST_E2E=1 to run (root, network to the Debian mirror, 1-5 min)");
+    if !require(
+        std::env::var("KTEST_E2E").as_deref() == Ok("1"),
+        "KTEST_E2E=1",
+        "set it to run this test: root, network to the Debian mirror, 1-5 min",
+    ) || !require(
+        nix::unistd::geteuid().is_root(),
+        "root",
+        "debootstrap runs as root; run the tests as root",
+    ) {
         return;
     }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "KTEST_E2E=1 needs root: debootstrap runs as root"
-    );
     let dir = tempfile::Builder::new()
         .prefix("cvi-e2e.")
         .tempdir_in("/var/tmp")
@@ -147,7 +154,7 @@ fn builds_checks_and_updates_a_real_image() {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if has_qemu_img {
+    if require(has_qemu_img, "qemu-img", "apt-get install qemu-utils") {
         let q = dir.path().join("root.qcow2");
         let ok = tool("qemu-img")
             .args(["convert", "-f", "raw", "-O", "qcow2"])
@@ -165,7 +172,35 @@ fn builds_checks_and_updates_a_real_image() {
         );
         let head = std::fs::read(&q).unwrap();
         assert!(head.starts_with(b"QFI\xfb"), "no longer qcow2");
-    } else {
-        eprintln!("qcow2 part skipped: qemu-img (qemu-utils) not installed");
     }
+}
+
+/// The real build's own test binary, run for that one test with `env`.
+fn real_build_test(env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "builds_checks_and_updates_a_real_image"])
+        .env_remove("CI")
+        .env_remove("KTEST_E2E")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_real_build_skips_visibly_and_never_under_ci() {
+    let out = real_build_test(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("SKIPPED builds_checks_and_updates_a_real_image: needs KTEST_E2E=1 ("),
+        "{err}"
+    );
+    let out = real_build_test(&[("CI", "true")]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a CI run skipped it: {all}");
+    assert!(all.contains("needs KTEST_E2E=1: set it"), "{all}");
 }

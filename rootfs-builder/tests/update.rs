@@ -1,6 +1,9 @@
 //! `--update` on small hand-made images: no debootstrap, no network, no
 //! root (mkfs.ext4 -d and debugfs work on a file as any user).
 
+mod common;
+
+use common::require;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -105,14 +108,12 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// e2fsprogs is installed, or the caller skips (fails under CI).
 fn have_e2fsprogs() -> bool {
     let ok = ["mkfs.ext4", "debugfs", "e2fsck"]
         .iter()
         .all(|t| tool(t).is_some());
-    if !ok {
-        eprintln!("skipped: e2fsprogs not installed");
-    }
-    ok
+    require(ok, "e2fsprogs", "apt-get install e2fsprogs")
 }
 
 const MARKER: &str = "# ktest root image\nformat=1\nrelease=bookworm\narch=amd64\n\

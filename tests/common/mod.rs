@@ -244,3 +244,20 @@ pub fn rootfs_image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
     IMG.get_or_init(|| cached("KTEST_TEST_ROOTFS", "tests/rootfs-image.sh"))
 }
+
+mod prereq;
+// Like the rest of this module: not every test file uses it.
+#[allow(unused_imports)]
+pub use prereq::require;
+
+impl Sandbox {
+    /// A qemu for `KTEST_QEMU` under which KVM is broken on any host: it
+    /// fails at once saying "no KVM here", and so does the accelerator
+    /// probe (or the probe fails earlier, at /dev/kvm).
+    pub fn broken_kvm_qemu(&self) -> PathBuf {
+        self.script(
+            "qemu-kvm-broken",
+            "#!/bin/sh\necho 'no KVM here' >&2\nexit 1\n",
+        )
+    }
+}

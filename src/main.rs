@@ -23,7 +23,6 @@ mod require;
 mod rootfs;
 mod run;
 mod signals;
-mod size;
 mod sock;
 mod spec;
 mod sshkey;
@@ -31,6 +30,7 @@ mod state;
 mod status;
 mod supervise;
 mod terminal;
+mod values;
 
 use clap::Parser;
 use error::Code;

@@ -12,19 +12,14 @@ use crate::plan::{self, names, PlanInput, Root};
 use crate::require::{self, Required};
 use crate::rootfs;
 use crate::signals;
-use crate::size;
 use crate::spec::{KconfigOption, TestSpec};
 use crate::sshkey;
 use crate::state::{self, State, VmRow};
 use crate::supervise;
+use crate::values::{Cpus, TimeLimit};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Time limit when neither the test nor the command line gives one.
-pub const DEFAULT_TIMEOUT: u64 = 600;
-/// Virtual CPUs when neither the test nor the command line gives a number.
-pub const DEFAULT_CPUS: u32 = 2;
 
 /// The qemu binary: `$KTEST_QEMU`, else `qemu-system-x86_64` from PATH.
 fn find_qemu() -> Result<PathBuf> {
@@ -214,8 +209,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .map_err(|e| Error::usage(format!("{}: {e}", args.test.display())))?;
     let mut spec = deps::read(&test)?;
     let file = crate::config_file::get()?;
-    if let Some(mem) = &args.mem {
-        spec.mem = size::parse(mem).map_err(|e| Error::usage(format!("--mem: {e}")))?;
+    if let Some(mem) = args.mem {
+        spec.mem = mem;
     } else if let Some(min) = file.mem {
         spec.mem = spec.mem.max(min);
     }
@@ -235,12 +230,12 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .timeout
         .or(spec.timeout)
         .or(file.timeout)
-        .unwrap_or(DEFAULT_TIMEOUT);
+        .unwrap_or(TimeLimit::DEFAULT);
     let cpus = args
         .cpus
         .or(spec.cpus)
         .or(file.cpus)
-        .unwrap_or(DEFAULT_CPUS);
+        .unwrap_or(Cpus::DEFAULT);
     let init = guest_init()?;
     let root = choose_root(args.root.as_deref())?;
     check_bootable(&kernel, &root, &config)?;
@@ -250,8 +245,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         kernel,
         requires,
         qemu,
-        timeout,
-        cpus,
+        timeout: timeout.secs(),
+        cpus: cpus.get(),
         init,
         root,
     })
@@ -266,7 +261,6 @@ fn guest_init() -> Result<PathBuf> {
 
 /// What `ktest boot` needs: a kernel, memory and CPUs, and no test.
 fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
-    let mem = size::parse(&args.mem).map_err(|e| Error::usage(format!("--mem: {e}")))?;
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
         None => crate::build::kernel_for_run(&args.build, &[])?,
@@ -276,14 +270,14 @@ fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
     Ok(Prepared {
         test: None,
         spec: TestSpec {
-            mem,
+            mem: args.mem,
             ..TestSpec::default()
         },
         kernel,
         requires: Vec::new(),
         qemu: find_qemu()?,
         timeout: 0,
-        cpus: args.cpus.unwrap_or(DEFAULT_CPUS),
+        cpus: args.cpus.unwrap_or(Cpus::DEFAULT).get(),
         init: guest_init()?,
         root,
     })
@@ -293,7 +287,7 @@ fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: 
     PlanInput {
         qemu: p.qemu.clone(),
         kernel: p.kernel.image.clone(),
-        mem: p.spec.mem,
+        mem: p.spec.mem.bytes(),
         cpus: p.cpus,
         accel,
         scratch: p.spec.scratch.len(),
@@ -375,14 +369,14 @@ fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
         format!("{}\n", std::process::id()).as_bytes(),
         0o600,
     )?;
-    for (n, bytes) in p.spec.scratch.iter().enumerate() {
+    for (n, size) in p.spec.scratch.iter().enumerate() {
         let path = vm_dir.join(names::scratch(n));
         write_private(&path, b"", 0o600)?;
         // set_len makes a sparse file: zero-filled, no disk used until written.
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
-            .and_then(|f| f.set_len(*bytes))
+            .and_then(|f| f.set_len(size.bytes()))
             .context(|| format!("sizing scratch disk {}", path.display()))?;
     }
     Ok(())

@@ -13,6 +13,7 @@ mod deps;
 mod error;
 mod guest;
 mod guest_init;
+mod host_fit;
 mod kernel;
 mod outcome;
 mod output;

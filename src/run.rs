@@ -3,9 +3,11 @@
 
 use crate::accel;
 use crate::cli::{BootArgs, RunArgs};
+use crate::config_file::FILE_NAME;
 use crate::deps;
 use crate::error::{Code, Context, Error, Result};
 use crate::guest;
+use crate::host_fit;
 use crate::kernel::{self, Kernel};
 use crate::outcome::{self, Observed};
 use crate::plan::{self, names, PlanInput, Root};
@@ -209,11 +211,19 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .map_err(|e| Error::usage(format!("{}: {e}", args.test.display())))?;
     let mut spec = deps::read(&test)?;
     let file = crate::config_file::get()?;
-    if let Some(mem) = args.mem {
-        spec.mem = mem;
-    } else if let Some(min) = file.mem {
-        spec.mem = spec.mem.max(min);
-    }
+    // --mem replaces the test's MEM; the file's mem is a floor under it.
+    let file_name = file.path.as_deref().unwrap_or(Path::new(FILE_NAME));
+    let (mem, mem_from) = match (args.mem, file.mem) {
+        (Some(mem), _) => (mem, "--mem".to_string()),
+        (None, Some(mem)) if mem > spec.mem => (mem, format!("{}: mem", file_name.display())),
+        _ => (spec.mem, format!("{}: MEM", test.display())),
+    };
+    spec.mem = mem;
+    host_fit::check(
+        (mem, &mem_from),
+        (&spec.scratch, &scratch_from(Some(&test))),
+        &start_dir()?.join(".ktest/vm"),
+    )?;
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
         None => {
@@ -239,7 +249,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     let init = guest_init()?;
     let root = choose_root(args.root.as_deref())?;
     check_bootable(&kernel, &root, &config)?;
-    Ok(Prepared {
+    fits_machine(Prepared {
         test: Some(test),
         spec,
         kernel,
@@ -252,6 +262,27 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     })
 }
 
+/// Refuses more scratch disks than the PCI slots the VM's other devices
+/// leave, counting those devices in the plan itself.
+fn fits_machine(p: Prepared) -> Result<Prepared> {
+    let without_scratch = PlanInput {
+        scratch: 0,
+        ..plan_input(&p, plan::Accel::Tcg, Path::new("/"), 0, 0)
+    };
+    let others = plan::virtio_pci_devices(&plan::plan(&without_scratch));
+    host_fit::slots(
+        p.spec.scratch.len(),
+        &scratch_from(p.test.as_deref()),
+        others,
+    )?;
+    Ok(p)
+}
+
+/// Who declared the scratch disks, for messages.
+fn scratch_from(test: Option<&Path>) -> String {
+    test.map_or("SCRATCH".into(), |t| format!("{}: SCRATCH", t.display()))
+}
+
 /// The guest's init with the host root: the ktest binary itself.
 fn guest_init() -> Result<PathBuf> {
     std::env::current_exe()
@@ -261,13 +292,14 @@ fn guest_init() -> Result<PathBuf> {
 
 /// What `ktest boot` needs: a kernel, memory and CPUs, and no test.
 fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
+    host_fit::memory(args.mem, "--mem", host_fit::mem_total())?;
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
         None => crate::build::kernel_for_run(&args.build, &[])?,
     };
     let root = choose_root(args.root.as_deref())?;
     check_bootable(&kernel, &root, &read_config(&kernel)?)?;
-    Ok(Prepared {
+    fits_machine(Prepared {
         test: None,
         spec: TestSpec {
             mem: args.mem,
@@ -373,11 +405,15 @@ fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
         let path = vm_dir.join(names::scratch(n));
         write_private(&path, b"", 0o600)?;
         // set_len makes a sparse file: zero-filled, no disk used until written.
-        std::fs::OpenOptions::new()
+        let limit = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
-            .and_then(|f| f.set_len(size.bytes()))
+            .and_then(|f| host_fit::set_len(&f, size.bytes()))
             .context(|| format!("sizing scratch disk {}", path.display()))?;
+        // prepare's probe missed it (a file system without O_TMPFILE):
+        // still the test's declaration, not ktest's failure.
+        let from = scratch_from(p.test.as_deref());
+        host_fit::scratch_size(std::slice::from_ref(size), &from, limit, vm_dir)?;
     }
     Ok(())
 }

@@ -22,14 +22,19 @@ fn refused(s: &Sandbox, out: Output, needles: &[&str]) {
     s.assert_clean();
 }
 
-/// A test that declares `decl` (shell lines) and would pass if it ran.
-fn declaring(s: &Sandbox, decl: &str) -> String {
+/// A test that declares `decl` and runs `body` (shell lines).
+fn test_script(s: &Sandbox, decl: &str, body: &str) -> String {
     s.script(
         "t",
-        &format!("#!/bin/sh\nif [ \"$1\" = deps ]; then\n{decl}\nexit 0\nfi\ntrue\n"),
+        &format!("#!/bin/sh\nif [ \"$1\" = deps ]; then\n{decl}\nexit 0\nfi\n{body}\n"),
     )
     .to_string_lossy()
     .into_owned()
+}
+
+/// A test that declares `decl` and would pass if it ran.
+fn declaring(s: &Sandbox, decl: &str) -> String {
+    test_script(s, decl, "true")
 }
 
 /// This host's MemTotal in MiB.
@@ -148,17 +153,16 @@ fn scratch_disks_fill_the_pci_slots_and_no_more() {
     // qemu's pc machine has 32 slots on PCI bus 0; the host bridge and the
     // PIIX3 take two, each virtio device one.
     let s = Sandbox::new();
-    let run = |decl: &str, extra: &[&str]| {
-        let t = declaring(&s, decl);
+    let run = |t: &str, extra: &[&str]| {
         s.ktest()
             .args(["run", "--kernel"])
             .arg(kernel_dir())
             .args(extra)
-            .arg(&t)
+            .arg(t)
             .output()
             .unwrap()
     };
-    let plan = run("echo MEM=128M", &["--dry-run"]);
+    let plan = run(&declaring(&s, "echo MEM=128M"), &["--dry-run"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let others = virtio_devices(&plan);
     assert!(
@@ -170,26 +174,18 @@ fn scratch_disks_fill_the_pci_slots_and_no_more() {
     let disks = |n: usize| format!("echo MEM=128M; echo SCRATCH={}", vec!["1M"; n].join(","));
     refused(
         &s,
-        run(&disks(room + 1), &[]),
+        run(&declaring(&s, &disks(room + 1)), &[]),
         &["SCRATCH", &format!("{} scratch disks", room + 1)],
     );
-    refused(&s, run(&disks(40), &[]), &["40 scratch disks"]);
-    // Exactly full boots, and the guest sees every disk.
-    let t = s.script(
-        "full",
-        &format!(
-            "#!/bin/sh\nif [ \"$1\" = deps ]; then\necho MEM=128M\necho SCRATCH={}\nexit 0\nfi\n\
-             n=$(ls -d /sys/block/vd* | wc -l)\necho \"disks: $n\"\n[ \"$n\" -eq {room} ]\n",
-            vec!["1M"; room].join(",")
-        ),
+    refused(
+        &s,
+        run(&declaring(&s, &disks(40)), &[]),
+        &["40 scratch disks"],
     );
-    let out = s
-        .ktest()
-        .args(["run", "--kernel"])
-        .arg(kernel_dir())
-        .arg(&t)
-        .output()
-        .unwrap();
+    // Exactly full boots, and the guest sees every disk.
+    let count =
+        format!("n=$(ls -d /sys/block/vd* | wc -l)\necho \"disks: $n\"\n[ \"$n\" -eq {room} ]");
+    let out = run(&test_script(&s, &disks(room), &count), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains(&format!("disks: {room}")));
     s.assert_clean();

@@ -1,6 +1,7 @@
 //! The command line.
 
 use crate::accel::Choice;
+use crate::values::{Cpus, Memory, TimeLimit};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -120,13 +121,14 @@ pub struct BootArgs {
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
 
-    /// Guest memory.
+    /// Guest memory: 512M, 2G, or a number of MiB; at least 64M, at most
+    /// the host's memory.
     #[arg(long, value_name = "SIZE", default_value = "1G")]
-    pub mem: String,
+    pub mem: Memory,
 
-    /// Virtual CPUs.
+    /// Virtual CPUs, 1 to 255 (default 2).
     #[arg(long, value_name = "N")]
-    pub cpus: Option<u32>,
+    pub cpus: Option<Cpus>,
 
     /// Accelerator.
     #[arg(long, value_enum, default_value = "auto")]
@@ -150,9 +152,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
 
-    /// Time limit in seconds (default: the test's TIMEOUT, else 600).
+    /// Time limit in seconds, 1 to 2592000 (30 days) (default: the test's
+    /// TIMEOUT, else 600).
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    pub timeout: Option<TimeLimit>,
 
     /// Root filesystem: a root image from create-vm-image, or `host` for the
     /// host's own / read-only with a tmpfs overlay. Default: the first of
@@ -165,13 +168,15 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub accel: Option<Choice>,
 
-    /// Override the test's MEM (e.g. 1G).
+    /// Override the test's MEM: 512M, 2G, or a number of MiB; at least 64M,
+    /// at most the host's memory.
     #[arg(long, value_name = "SIZE")]
-    pub mem: Option<String>,
+    pub mem: Option<Memory>,
 
-    /// Override the number of virtual CPUs (default: the test's CPUS, else 2).
+    /// Override the number of virtual CPUs, 1 to 255 (default: the test's
+    /// CPUS, else 2).
     #[arg(long, value_name = "N")]
-    pub cpus: Option<u32>,
+    pub cpus: Option<Cpus>,
 
     /// Keep the VM up after the test with a shell on the console (Ctrl-A X
     /// quits; so does leaving the shell).

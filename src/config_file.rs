@@ -8,7 +8,7 @@
 
 use crate::accel::Choice;
 use crate::error::{Error, Result};
-use crate::size;
+use crate::values::{Cpus, Memory, TimeLimit};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +25,9 @@ struct Raw {
     build_dir: Option<PathBuf>,
     jobs: Option<u32>,
     make: Option<BTreeMap<String, toml::Value>>,
-    mem: Option<toml::Value>,
-    cpus: Option<u32>,
-    timeout: Option<u64>,
+    mem: Option<Memory>,
+    cpus: Option<Cpus>,
+    timeout: Option<TimeLimit>,
     accel: Option<String>,
     db: Option<PathBuf>,
 }
@@ -47,12 +47,12 @@ pub struct FileConfig {
     pub jobs: Option<u32>,
     /// Make variables (`[make]` table), sorted by name.
     pub make_vars: Vec<(String, String)>,
-    /// Minimum guest memory in bytes.
-    pub mem: Option<u64>,
+    /// Minimum guest memory.
+    pub mem: Option<Memory>,
     /// Virtual CPUs for tests that do not declare CPUS.
-    pub cpus: Option<u32>,
-    /// Time limit in seconds for tests that do not declare TIMEOUT.
-    pub timeout: Option<u64>,
+    pub cpus: Option<Cpus>,
+    /// Time limit for tests that do not declare TIMEOUT.
+    pub timeout: Option<TimeLimit>,
     /// Accelerator choice.
     pub accel: Option<Choice>,
     /// The state database.
@@ -122,25 +122,24 @@ fn absolute(dir: &Path, p: PathBuf) -> PathBuf {
 /// Errors start with the line number (`"3: ..."`).
 pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> {
     let raw: Raw = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-        format!("{line}: {}", e.message().trim())
+        let Some(span) = e.span() else {
+            return format!("1: {}", e.message().trim());
+        };
+        // A bad value's error does not name its key: take it from the line.
+        let key = key_before(text, span.start).map_or(String::new(), |k| format!("{k}: "));
+        format!("{}: {key}{}", line_of(text, span.start), e.message().trim())
     })?;
     // Key names are not in serde's errors for values, so say which key.
     let key_err = |key: &str, msg: String| format!("{}: {key}: {msg}", key_line(text, key));
     let mut cfg = FileConfig {
         jobs: raw.jobs,
+        mem: raw.mem,
         cpus: raw.cpus,
         timeout: raw.timeout,
         ..FileConfig::default()
     };
     if raw.jobs == Some(0) {
         return Err(key_err("jobs", "must be at least 1".into()));
-    }
-    if raw.cpus == Some(0) {
-        return Err(key_err("cpus", "must be at least 1".into()));
-    }
-    if raw.timeout == Some(0) {
-        return Err(key_err("timeout", "must be at least 1 second".into()));
     }
     if let Some(base) = raw.base_config {
         if base.trim().is_empty() {
@@ -176,17 +175,6 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
         };
         cfg.make_vars.push((name, value));
     }
-    cfg.mem = match raw.mem {
-        None => None,
-        Some(toml::Value::String(s)) => Some(size::parse(&s).map_err(|e| key_err("mem", e))?),
-        Some(toml::Value::Integer(mib)) if mib > 0 => Some(mib as u64 * size::MIB),
-        Some(other) => {
-            return Err(key_err(
-                "mem",
-                format!("expected a size such as \"1G\", not {other}"),
-            ))
-        }
-    };
     if let Some(a) = raw.accel {
         use clap::ValueEnum;
         cfg.accel = Some(
@@ -195,6 +183,24 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
         );
     }
     Ok(cfg)
+}
+
+/// The key of the `key = value` line holding byte `offset` if the offset
+/// is in its value.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.as_bytes().get(..offset)?;
+    let start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = std::str::from_utf8(&before[start..]).ok()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then_some(key)
 }
 
 /// The line a key is first written on, or 1.
@@ -237,9 +243,9 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         assert_eq!(c.base_config.as_deref(), Some("defconfig"));
         assert_eq!(c.build_dir, Some(PathBuf::from("/proj/out")));
         assert_eq!(c.jobs, Some(8));
-        assert_eq!(c.mem, Some(2 << 30));
-        assert_eq!(c.cpus, Some(4));
-        assert_eq!(c.timeout, Some(900));
+        assert_eq!(c.mem.map(Memory::bytes), Some(2 << 30));
+        assert_eq!(c.cpus.map(Cpus::get), Some(4));
+        assert_eq!(c.timeout.map(TimeLimit::secs), Some(900));
         assert_eq!(c.accel, Some(Choice::Tcg));
         assert_eq!(c.db, Some(PathBuf::from("/var/tmp/ktest.db")));
         assert_eq!(
@@ -256,7 +262,7 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         let c = parse("base_config = \"configs/my.config\"", Path::new("/proj")).unwrap();
         assert_eq!(c.base_config.as_deref(), Some("/proj/configs/my.config"));
         let c = parse("mem = 512", Path::new("/proj")).unwrap();
-        assert_eq!(c.mem, Some(512 << 20));
+        assert_eq!(c.mem.map(Memory::bytes), Some(512 << 20));
     }
 
     #[test]
@@ -274,6 +280,24 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         let e = parse("[make]\nX = [1]\n", Path::new("/")).unwrap_err();
         assert!(e.contains("X: make variables"), "{e}");
         assert!(parse("cpus = \"two\"\n", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn values_are_checked_as_on_the_command_line() {
+        let e = |t: &str| parse(t, Path::new("/")).unwrap_err();
+        // An integer mem is MiB; this many overflowed bytes.
+        let huge = e("jobs = 2\nmem = 9223372036854775807\n");
+        assert!(
+            huge.starts_with("2: mem: '9223372036854775807' is too large"),
+            "{huge}"
+        );
+        assert!(e("mem = \"99999999999T\"").starts_with("1: mem: '99999999999T' is too large"));
+        assert!(e("mem = \"1K\"").contains("at least 64M"));
+        assert!(e("cpus = 0").starts_with("1: cpus: '0' is too small"));
+        assert!(e("cpus = 300").contains("at most 255"));
+        assert!(e("timeout = 99999999999").starts_with("1: timeout: '99999999999' is too large"));
+        assert!(e("timeout = 0").contains("at least 1s"));
+        assert!(e("mem = -1").starts_with("1: mem: '-1' is not a size"));
     }
 
     #[test]

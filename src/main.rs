@@ -13,6 +13,7 @@ mod deps;
 mod error;
 mod guest;
 mod guest_init;
+mod host_fit;
 mod kernel;
 mod outcome;
 mod output;
@@ -23,7 +24,6 @@ mod require;
 mod rootfs;
 mod run;
 mod signals;
-mod size;
 mod sock;
 mod spec;
 mod sshkey;
@@ -31,6 +31,7 @@ mod state;
 mod status;
 mod supervise;
 mod terminal;
+mod values;
 
 /// `prereq::require`: a unit test that needs a host tool runs, skips saying
 /// so, or under CI fails; one definition for all of ktest's tests.

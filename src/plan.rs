@@ -445,6 +445,19 @@ pub fn plan(input: &PlanInput) -> VmPlan {
     }
 }
 
+/// How many virtio PCI devices (`-device virtio-*-pci`) a plan has: each
+/// takes one of the machine's PCI slots.
+pub fn virtio_pci_devices(plan: &VmPlan) -> usize {
+    plan.args
+        .windows(2)
+        .filter(|w| w[0] == "-device")
+        .filter(|w| {
+            let driver = w[1].split(',').next().unwrap_or_default();
+            driver.starts_with("virtio-") && driver.ends_with("-pci")
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,5 +657,16 @@ mod tests {
         let line = p.shell_line();
         assert!(line.starts_with("qemu-system-x86_64 -nodefaults"));
         assert!(line.contains("'ktest.guest=1 console=ttyS0 "));
+    }
+
+    #[test]
+    fn virtio_pci_devices_are_counted() {
+        // virtio-serial, the root share, two scratch disks, the network;
+        // the virtio-serial port is not a PCI device.
+        assert_eq!(virtio_pci_devices(&plan(&input())), 5);
+        let mut i = input();
+        i.scratch = 0;
+        i.modules_root = Some("/k".into());
+        assert_eq!(virtio_pci_devices(&plan(&i)), 4);
     }
 }

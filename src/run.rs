@@ -3,28 +3,25 @@
 
 use crate::accel;
 use crate::cli::{BootArgs, RunArgs};
+use crate::config_file::FILE_NAME;
 use crate::deps;
 use crate::error::{Code, Context, Error, Result};
 use crate::guest;
+use crate::host_fit;
 use crate::kernel::{self, Kernel};
 use crate::outcome::{self, Observed};
 use crate::plan::{self, names, PlanInput, Root};
 use crate::require::{self, Required};
 use crate::rootfs;
 use crate::signals;
-use crate::size;
 use crate::spec::{KconfigOption, TestSpec};
 use crate::sshkey;
 use crate::state::{self, State, VmRow};
 use crate::supervise;
+use crate::values::{Cpus, TimeLimit};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Time limit when neither the test nor the command line gives one.
-pub const DEFAULT_TIMEOUT: u64 = 600;
-/// Virtual CPUs when neither the test nor the command line gives a number.
-pub const DEFAULT_CPUS: u32 = 2;
 
 /// The qemu binary: `$KTEST_QEMU`, else `qemu-system-x86_64` from PATH.
 fn find_qemu() -> Result<PathBuf> {
@@ -214,11 +211,19 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .map_err(|e| Error::usage(format!("{}: {e}", args.test.display())))?;
     let mut spec = deps::read(&test)?;
     let file = crate::config_file::get()?;
-    if let Some(mem) = &args.mem {
-        spec.mem = size::parse(mem).map_err(|e| Error::usage(format!("--mem: {e}")))?;
-    } else if let Some(min) = file.mem {
-        spec.mem = spec.mem.max(min);
-    }
+    // --mem replaces the test's MEM; the file's mem is a floor under it.
+    let file_name = file.path.as_deref().unwrap_or(Path::new(FILE_NAME));
+    let (mem, mem_from) = match (args.mem, file.mem) {
+        (Some(mem), _) => (mem, "--mem".to_string()),
+        (None, Some(mem)) if mem > spec.mem => (mem, format!("{}: mem", file_name.display())),
+        _ => (spec.mem, format!("{}: MEM", test.display())),
+    };
+    spec.mem = mem;
+    host_fit::check(
+        (mem, &mem_from),
+        (&spec.scratch, &scratch_from(Some(&test))),
+        &start_dir()?.join(".ktest/vm"),
+    )?;
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
         None => {
@@ -235,26 +240,47 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .timeout
         .or(spec.timeout)
         .or(file.timeout)
-        .unwrap_or(DEFAULT_TIMEOUT);
+        .unwrap_or(TimeLimit::DEFAULT);
     let cpus = args
         .cpus
         .or(spec.cpus)
         .or(file.cpus)
-        .unwrap_or(DEFAULT_CPUS);
+        .unwrap_or(Cpus::DEFAULT);
     let init = guest_init()?;
     let root = choose_root(args.root.as_deref())?;
     check_bootable(&kernel, &root, &config)?;
-    Ok(Prepared {
+    fits_machine(Prepared {
         test: Some(test),
         spec,
         kernel,
         requires,
         qemu,
-        timeout,
-        cpus,
+        timeout: timeout.secs(),
+        cpus: cpus.get(),
         init,
         root,
     })
+}
+
+/// Refuses more scratch disks than the PCI slots the VM's other devices
+/// leave, counting those devices in the plan itself.
+fn fits_machine(p: Prepared) -> Result<Prepared> {
+    let without_scratch = PlanInput {
+        scratch: 0,
+        ..plan_input(&p, plan::Accel::Tcg, Path::new("/"), 0, 0)
+    };
+    let others = plan::virtio_pci_devices(&plan::plan(&without_scratch));
+    host_fit::slots(
+        p.spec.scratch.len(),
+        &scratch_from(p.test.as_deref()),
+        others,
+    )?;
+    Ok(p)
+}
+
+/// Who declared the scratch disks, for messages.
+fn scratch_from(test: Option<&Path>) -> String {
+    test.map_or("SCRATCH".into(), |t| format!("{}: SCRATCH", t.display()))
 }
 
 /// The guest's init with the host root: the ktest binary itself.
@@ -266,24 +292,24 @@ fn guest_init() -> Result<PathBuf> {
 
 /// What `ktest boot` needs: a kernel, memory and CPUs, and no test.
 fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
-    let mem = size::parse(&args.mem).map_err(|e| Error::usage(format!("--mem: {e}")))?;
+    host_fit::memory(args.mem, "--mem", host_fit::mem_total())?;
     let kernel = match &args.kernel {
         Some(k) => kernel::from_arg(k)?,
         None => crate::build::kernel_for_run(&args.build, &[])?,
     };
     let root = choose_root(args.root.as_deref())?;
     check_bootable(&kernel, &root, &read_config(&kernel)?)?;
-    Ok(Prepared {
+    fits_machine(Prepared {
         test: None,
         spec: TestSpec {
-            mem,
+            mem: args.mem,
             ..TestSpec::default()
         },
         kernel,
         requires: Vec::new(),
         qemu: find_qemu()?,
         timeout: 0,
-        cpus: args.cpus.unwrap_or(DEFAULT_CPUS),
+        cpus: args.cpus.unwrap_or(Cpus::DEFAULT).get(),
         init: guest_init()?,
         root,
     })
@@ -293,7 +319,7 @@ fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: 
     PlanInput {
         qemu: p.qemu.clone(),
         kernel: p.kernel.image.clone(),
-        mem: p.spec.mem,
+        mem: p.spec.mem.bytes(),
         cpus: p.cpus,
         accel,
         scratch: p.spec.scratch.len(),
@@ -375,15 +401,19 @@ fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
         format!("{}\n", std::process::id()).as_bytes(),
         0o600,
     )?;
-    for (n, bytes) in p.spec.scratch.iter().enumerate() {
+    for (n, size) in p.spec.scratch.iter().enumerate() {
         let path = vm_dir.join(names::scratch(n));
         write_private(&path, b"", 0o600)?;
         // set_len makes a sparse file: zero-filled, no disk used until written.
-        std::fs::OpenOptions::new()
+        let limit = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
-            .and_then(|f| f.set_len(*bytes))
+            .and_then(|f| host_fit::set_len(&f, size.bytes()))
             .context(|| format!("sizing scratch disk {}", path.display()))?;
+        // prepare's probe missed it (a file system without O_TMPFILE):
+        // still the test's declaration, not ktest's failure.
+        let from = scratch_from(p.test.as_deref());
+        host_fit::scratch_size(std::slice::from_ref(size), &from, limit, vm_dir)?;
     }
     Ok(())
 }

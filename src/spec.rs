@@ -6,10 +6,7 @@
 //! whatever else it likes; a line that does look like one must use a known
 //! key and a valid value.
 
-use crate::size;
-
-/// The smallest guest memory ktest accepts; qemu and a kernel need this much.
-const MIN_MEM: u64 = 64 * size::MIB;
+use crate::values::{Cpus, DiskSize, Memory, TimeLimit, ValueError};
 
 /// A kernel config option a test needs, e.g. `BCACHE` or `HZ=1000`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,18 +29,18 @@ impl std::fmt::Display for KconfigOption {
 /// Everything a test declared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestSpec {
-    /// Guest memory in bytes (`MEM`, required).
-    pub mem: u64,
+    /// Guest memory (`MEM`, required).
+    pub mem: Memory,
     /// Virtual CPUs (`CPUS`).
-    pub cpus: Option<u32>,
-    /// Scratch disk sizes in bytes, in declared order (`SCRATCH`).
-    pub scratch: Vec<u64>,
+    pub cpus: Option<Cpus>,
+    /// Scratch disk sizes, in declared order (`SCRATCH`).
+    pub scratch: Vec<DiskSize>,
     /// Files the test needs beside it (`REQUIRE`), as declared.
     pub require: Vec<String>,
     /// Files from the kernel source tree (`LREQUIRE`), as declared.
     pub lrequire: Vec<String>,
-    /// Time limit in seconds (`TIMEOUT`).
-    pub timeout: Option<u64>,
+    /// Time limit (`TIMEOUT`).
+    pub timeout: Option<TimeLimit>,
     /// Extra kernel command line (`APPEND`), one entry per declaration.
     pub append: Vec<String>,
     /// Kernel options the test needs (`KCONFIG`).
@@ -117,15 +114,6 @@ fn parse_kconfig(item: &str) -> Result<KconfigOption, String> {
     })
 }
 
-fn positive(value: &str, what: &str) -> Result<u64, String> {
-    match value.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "'{value}' is not a positive whole number of {what}"
-        )),
-    }
-}
-
 /// Parses `deps` output into a `TestSpec`.
 ///
 /// Keys that may appear several times accumulate (`SCRATCH`, `REQUIRE`,
@@ -157,33 +145,17 @@ pub fn parse(output: &str) -> Result<TestSpec, DeclError> {
                 )))
             }
         };
+        let value_err = |e: ValueError| err(e.to_string());
         match key {
             "MEM" => {
-                let mem = size::parse(&value).map_err(err)?;
-                if mem < MIN_MEM {
-                    return Err(err(format!("{value} is too little memory (at least 64M)")));
-                }
-                spec.mem = spec.mem.max(mem);
+                spec.mem = spec.mem.max(value.parse().map_err(value_err)?);
                 saw_mem = true;
             }
-            "CPUS" => {
-                let n = positive(&value, "CPUs").map_err(err)?;
-                let n = u32::try_from(n).map_err(|_| err(format!("{n} CPUs is too many")))?;
-                spec.cpus = Some(spec.cpus.unwrap_or(0).max(n));
-            }
-            "TIMEOUT" => {
-                let n = positive(&value, "seconds").map_err(err)?;
-                spec.timeout = Some(spec.timeout.unwrap_or(0).max(n));
-            }
+            "CPUS" => spec.cpus = spec.cpus.max(Some(value.parse().map_err(value_err)?)),
+            "TIMEOUT" => spec.timeout = spec.timeout.max(Some(value.parse().map_err(value_err)?)),
             "SCRATCH" => {
                 for item in list(&value) {
-                    let bytes = size::parse(item).map_err(err)?;
-                    if bytes == 0 || bytes % 512 != 0 {
-                        return Err(err(format!(
-                            "scratch size {item} must be a non-zero multiple of 512 bytes"
-                        )));
-                    }
-                    spec.scratch.push(bytes);
+                    spec.scratch.push(item.parse().map_err(value_err)?);
                 }
             }
             "REQUIRE" => spec.require.extend(list(&value).map(String::from)),
@@ -244,12 +216,15 @@ APPEND=\"foo=1 bar\"
 KCONFIG=BCACHE,CONFIG_HZ=1000
 ";
         let s = parse(out).unwrap();
-        assert_eq!(s.mem, 512 << 20);
-        assert_eq!(s.cpus, Some(2));
-        assert_eq!(s.scratch, vec![512 << 20, 2 << 30, 1 << 30]);
+        assert_eq!(s.mem.bytes(), 512 << 20);
+        assert_eq!(s.cpus.map(Cpus::get), Some(2));
+        assert_eq!(
+            s.scratch.iter().map(|d| d.bytes()).collect::<Vec<_>>(),
+            vec![512 << 20, 2 << 30, 1 << 30]
+        );
         assert_eq!(s.require, vec!["test-libs.sh", "make-bcache"]);
         assert_eq!(s.lrequire, vec!["tools/testing/foo"]);
-        assert_eq!(s.timeout, Some(30));
+        assert_eq!(s.timeout.map(TimeLimit::secs), Some(30));
         assert_eq!(s.append, vec!["foo=1 bar"]);
         assert_eq!(
             s.kconfig,
@@ -269,22 +244,22 @@ KCONFIG=BCACHE,CONFIG_HZ=1000
     #[test]
     fn largest_minimum_wins() {
         let s = parse("MEM=2G\nMEM=512M\nTIMEOUT=10\nTIMEOUT=60\nCPUS=4\nCPUS=1").unwrap();
-        assert_eq!(s.mem, 2 << 30);
-        assert_eq!(s.timeout, Some(60));
-        assert_eq!(s.cpus, Some(4));
+        assert_eq!(s.mem.bytes(), 2 << 30);
+        assert_eq!(s.timeout.map(TimeLimit::secs), Some(60));
+        assert_eq!(s.cpus.map(Cpus::get), Some(4));
     }
 
     #[test]
     fn bare_mem_is_mib_and_quotes_work() {
-        assert_eq!(parse("MEM=1024").unwrap().mem, 1 << 30);
-        assert_eq!(parse("MEM='256M'").unwrap().mem, 256 << 20);
-        assert_eq!(parse("  MEM=256M  ").unwrap().mem, 256 << 20);
+        assert_eq!(parse("MEM=1024").unwrap().mem.bytes(), 1 << 30);
+        assert_eq!(parse("MEM='256M'").unwrap().mem.bytes(), 256 << 20);
+        assert_eq!(parse("  MEM=256M  ").unwrap().mem.bytes(), 256 << 20);
     }
 
     #[test]
     fn noise_is_ignored() {
         let s = parse("hello world\n# comment\n= oops\n1X=2\nMEM=128M\n").unwrap();
-        assert_eq!(s.mem, 128 << 20);
+        assert_eq!(s.mem.bytes(), 128 << 20);
     }
 
     fn error(out: &str) -> DeclError {
@@ -308,8 +283,10 @@ KCONFIG=BCACHE,CONFIG_HZ=1000
         assert_eq!((e.line, e.key.as_deref()), (2, Some("SCRATCH")));
         assert!(error("MEM=128M\nSCRATCH=0\n")
             .to_string()
-            .contains("non-zero"));
-        assert!(error("MEM=32M\n").to_string().contains("too little"));
+            .contains("'0' is too small: a scratch disk is at least 1M"));
+        assert!(error("MEM=32M\n")
+            .to_string()
+            .contains("'32M' is too small: guest memory is at least 64M"));
         assert_eq!(error("MEM=128M\nCPUS=0\n").key.as_deref(), Some("CPUS"));
         assert_eq!(
             error("MEM=128M\nTIMEOUT=soon\n").key.as_deref(),
@@ -321,6 +298,19 @@ KCONFIG=BCACHE,CONFIG_HZ=1000
         );
         assert!(error("MEM=512M 1G\n").to_string().contains("several words"));
         assert!(error("MEM='512M\n").to_string().contains("unquote"));
+    }
+
+    #[test]
+    fn values_are_bounded_and_cannot_overflow() {
+        let e = error("MEM=128M\nCPUS=1000\n");
+        assert_eq!((e.line, e.key.as_deref()), (2, Some("CPUS")));
+        assert!(e.to_string().contains("at most 255"), "{e}");
+        let e = error("MEM=128M\nTIMEOUT=18446744073709551615\n");
+        assert_eq!((e.line, e.key.as_deref()), (2, Some("TIMEOUT")));
+        assert!(e.to_string().contains("at most 2592000s"), "{e}");
+        let e = error("MEM=128M\nSCRATCH=1G,16E\n");
+        assert_eq!(e.to_string(), "line 2, SCRATCH: '16E' is too large: a scratch disk is at most just under 8E (the largest file Linux can hold)");
+        assert!(error("MEM=1K\n").to_string().contains("at least 64M"));
     }
 
     #[test]

@@ -661,12 +661,12 @@ mod tests {
 
     #[test]
     fn virtio_pci_devices_are_counted() {
-        // virtio-serial, the root share, two scratch disks, the network;
-        // the virtio-serial port is not a PCI device.
-        assert_eq!(virtio_pci_devices(&plan(&input())), 5);
+        // virtio-serial, the root share, the per-VM share, two scratch
+        // disks, the network; virtio-serial ports are not PCI devices.
+        assert_eq!(virtio_pci_devices(&plan(&input())), 6);
         let mut i = input();
         i.scratch = 0;
         i.modules_root = Some("/k".into());
-        assert_eq!(virtio_pci_devices(&plan(&i)), 4);
+        assert_eq!(virtio_pci_devices(&plan(&i)), 5);
     }
 }

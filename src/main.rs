@@ -31,6 +31,7 @@ mod state;
 mod status;
 mod supervise;
 mod terminal;
+mod vmlock;
 
 use clap::Parser;
 use error::Code;

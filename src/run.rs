@@ -17,6 +17,7 @@ use crate::spec::{KconfigOption, TestSpec};
 use crate::sshkey;
 use crate::state::{self, State, VmRow};
 use crate::supervise;
+use crate::vmlock;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -471,6 +472,9 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
     let cwd = start_dir()?;
     let ktest_dir = cwd.join(".ktest");
     create_private_dir(&ktest_dir)?;
+    // Held until every attempt's VM directory is gone again: no other
+    // ktest, whatever database it uses, can touch `.ktest/vm` meanwhile.
+    let _lock = vmlock::acquire(&ktest_dir)?;
     let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir)?;
     let log_dir = ktest_dir.join("log");
     create_private_dir(&log_dir)?;
@@ -517,7 +521,8 @@ fn boot_once(
     let row = state.allocate(cwd, &vm_dir, &test_name)?;
     state.add_file(row.id, &vm_dir)?;
     let guard = VmGuard { state, row };
-    // A directory left by a ktest that died belongs to no live VM: replace it.
+    // A directory left by a ktest that died belongs to no live VM (this
+    // ktest holds the directory's lock): replace it.
     state::remove_path(&vm_dir);
     create_private_dir(&vm_dir)?;
     populate(p, l, &vm_dir, log)?;

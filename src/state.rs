@@ -448,6 +448,12 @@ fn port_free(port: u32) -> bool {
         && listen(&sock, Backlog::new(1).unwrap_or(Backlog::MAXCONN)).is_ok()
 }
 
+/// The effective uid: whose files ktest makes and may trust.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Removes a file or a whole directory ktest created; missing is fine.
 pub fn remove_path(p: &Path) {
     match std::fs::symlink_metadata(p) {

@@ -538,7 +538,6 @@ fn boot_once(
         .map(|t| t.to_string_lossy().into_owned())
         .unwrap_or_default();
     let row = state.allocate(cwd, &vm_dir, &test_name)?;
-    state.add_file(row.id, &vm_dir)?;
     let guard = VmGuard { state, row };
     // A directory left by a ktest that died belongs to no live VM (this
     // ktest holds the directory's lock): replace it.

@@ -32,6 +32,7 @@ mod status;
 mod supervise;
 mod terminal;
 mod values;
+mod vmlock;
 
 /// `prereq::require`: a unit test that needs a host tool runs, skips saying
 /// so, or under CI fails; one definition for all of ktest's tests.

@@ -19,6 +19,7 @@ use crate::sshkey;
 use crate::state::{self, State, VmRow};
 use crate::supervise;
 use crate::values::{Cpus, TimeLimit};
+use crate::vmlock;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -352,13 +353,32 @@ impl Drop for VmGuard {
     }
 }
 
+/// Creates `dir` (and what is missing above it) 0700, or makes an existing
+/// one 0700 after checking it is a real directory of this user: a symlink
+/// there would have ktest chmod, fill and later remove whatever it names.
 fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    let not_ours = || {
+        Error::infra(format!(
+            "{} is a symbolic link, not a directory, or not yours\n  remove it; ktest creates it itself",
+            dir.display()
+        ))
+    };
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(|_| not_ours())?;
+    let m = d.metadata().context(|| format!("stat {}", dir.display()))?;
+    if m.uid() != state::euid() {
+        return Err(not_ours());
+    }
+    d.set_permissions(std::fs::Permissions::from_mode(0o700))
         .context(|| format!("chmod {}", dir.display()))
 }
 
@@ -503,6 +523,9 @@ fn launch(db: &Path, p: &Prepared, l: &Launch) -> Result<(Observed, PathBuf)> {
     let cwd = start_dir()?;
     let ktest_dir = cwd.join(".ktest");
     create_private_dir(&ktest_dir)?;
+    // Held until every attempt's VM directory is gone again: no other
+    // ktest, whatever database it uses, can touch `.ktest/vm` meanwhile.
+    let _lock = vmlock::acquire(&ktest_dir)?;
     let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir, l.verbose)?;
     let log_dir = ktest_dir.join("log");
     create_private_dir(&log_dir)?;
@@ -547,9 +570,9 @@ fn boot_once(
         .map(|t| t.to_string_lossy().into_owned())
         .unwrap_or_default();
     let row = state.allocate(cwd, &vm_dir, &test_name)?;
-    state.add_file(row.id, &vm_dir)?;
     let guard = VmGuard { state, row };
-    // A directory left by a ktest that died belongs to no live VM: replace it.
+    // A directory left by a ktest that died belongs to no live VM (this
+    // ktest holds the directory's lock): replace it.
     state::remove_path(&vm_dir);
     create_private_dir(&vm_dir)?;
     populate(p, l, &vm_dir, log)?;
@@ -770,5 +793,25 @@ mod tests {
             ..quit
         };
         assert_eq!(boot_verdict(&crash).code, Code::Crash);
+    }
+
+    #[test]
+    fn private_dir_is_never_reached_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = t.path().join("vm");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = create_private_dir(&link).unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{}", e.message);
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        create_private_dir(&target.join("a/b")).unwrap();
+        let mode = std::fs::metadata(target.join("a/b"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

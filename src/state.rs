@@ -3,14 +3,21 @@
 //!
 //! Allocation happens in one IMMEDIATE transaction, so concurrent ktests never
 //! get the same slot; rows whose owner died (or belong to an earlier boot) are
-//! reaped at every start, and their files removed.
+//! reaped at every start, and their VM directories removed.
+//!
+//! The database is not trusted with more than bookkeeping: ktest refuses a
+//! database or directory others could write, and the reaper removes only a
+//! directory that proves to be a dead VM's own `.ktest/vm` (see `clean`).
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Code, Context, Error, Result};
+use crate::plan::names;
 use crate::procinfo;
+use crate::signals;
+use crate::vmlock;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Network slots run from 0 to this bound (exclusive).
 pub const MAX_SLOTS: u32 = 256;
@@ -49,14 +56,28 @@ pub fn mac(slot: u32) -> String {
 }
 
 /// The default database path: `$XDG_STATE_HOME/ktest/state.db`, else
-/// `~/.local/state/ktest/state.db`.
+/// `~/.local/state/ktest/state.db`, else (neither set) `/tmp/ktest-UID/state.db`.
 pub fn default_path() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("ktest/state.db")
+    default_path_from(
+        std::env::var_os("XDG_STATE_HOME"),
+        std::env::var_os("HOME"),
+        euid(),
+    )
+}
+
+fn default_path_from(
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+    uid: u32,
+) -> PathBuf {
+    let set = |v: Option<std::ffi::OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (set(xdg), set(home)) {
+        (Some(xdg), _) => xdg.join("ktest/state.db"),
+        (None, Some(home)) => home.join(".local/state/ktest/state.db"),
+        // Not a directory shared by all users: whoever made it first would
+        // own everyone's database. `State::open` refuses it if it is not ours.
+        (None, None) => PathBuf::from(format!("/tmp/ktest-{uid}/state.db")),
+    }
 }
 
 /// An open state database.
@@ -80,10 +101,6 @@ CREATE TABLE IF NOT EXISTS vms (
     started_at  INTEGER NOT NULL,
     ssh_port    INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS files (
-    vm_id INTEGER NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
-    path  TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS probes (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -92,15 +109,52 @@ CREATE TABLE IF NOT EXISTS probes (
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| {
-        Error::infra(format!(
-            "state database {}: {e}\n  check its permissions, or point --db / {DB_ENV} elsewhere",
-            path.display()
-        ))
+        interrupted(&e).unwrap_or_else(|| {
+            Error::infra(format!(
+                "state database {}: {e}\n  check its permissions, or point --db / {DB_ENV} elsewhere",
+                path.display()
+            ))
+        })
     }
 }
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::infra(format!("state database: {e}"))
+    interrupted(&e).unwrap_or_else(|| Error::infra(format!("state database: {e}")))
+}
+
+/// A wait for the database that Ctrl-C or SIGTERM cut short: exit 130.
+fn interrupted(e: &rusqlite::Error) -> Option<Error> {
+    (is_busy(e) && signals::interrupted()).then(|| {
+        Error::new(
+            Code::Interrupted,
+            "interrupted while waiting for the state database (another ktest held it)",
+        )
+    })
+}
+
+/// How long ktest waits for another process holding the database.
+const BUSY_LIMIT: Duration = Duration::from_secs(60);
+
+/// SQLite's busy handler: retry every few milliseconds for up to
+/// `BUSY_LIMIT`, but give up at once when ktest is asked to stop (SQLite's
+/// own busy timeout would sleep through Ctrl-C).
+fn busy_wait(retries: i32) -> bool {
+    thread_local!(static SINCE: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now()));
+    if retries == 0 {
+        SINCE.set(Instant::now());
+    }
+    if signals::interrupted() || SINCE.get().elapsed() >= BUSY_LIMIT {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(
+        u64::from(retries.unsigned_abs()).clamp(1, 20),
+    ));
+    !signals::interrupted()
+}
+
+/// The error SQLite gives when it is busy, for waits ktest does itself.
+fn busy() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None)
 }
 
 /// Switches a database to WAL once (the mode is persistent). Changing the
@@ -110,6 +164,9 @@ fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
     let mut delay = Duration::from_millis(5);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
+        if signals::interrupted() {
+            return Err(busy());
+        }
         let mode: rusqlite::Result<String> =
             conn.query_row("PRAGMA journal_mode", [], |r| r.get(0));
         match mode {
@@ -141,31 +198,111 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Why a file or directory with this owner and mode is no safe place for
+/// the state of user `me`, and what to do; `None` if it is.
+fn exposure(owner: u32, mode: u32, me: u32, path: &Path) -> Option<String> {
+    let p = path.display();
+    if owner != me {
+        return Some(format!(
+            "is owned by uid {owner}, not by you (uid {me})\n  chown it to yourself (chown {me} {p}), or point --db / {DB_ENV} at a directory of your own"
+        ));
+    }
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "is writable by others (mode {:04o})\n  make it private (chmod go-w {p}), or point --db / {DB_ENV} at a directory of your own",
+            mode & 0o7777
+        )
+    })
+}
+
+/// Refuses a state file or directory (followed through symlinks) that
+/// someone else could write: whoever writes the database decides what
+/// ktest kills and removes.
+fn check_private(path: &Path, what: &str) -> Result<()> {
+    let m = std::fs::metadata(path).context(|| format!("{what} {}", path.display()))?;
+    match exposure(m.uid(), m.mode(), euid(), path) {
+        None => Ok(()),
+        Some(why) => Err(Error::infra(format!("{what} {} {why}", path.display()))),
+    }
+}
+
+/// Creates what is missing of the database's directory (0700) and the
+/// file itself (0600), then checks the directory, the file (through a
+/// symlink: its target and the target's directory) and SQLite's -wal and
+/// -shm files beside it.
+fn secure(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .context(|| format!("creating {}", dir.display()))?;
+    }
+    check_private(dir, "state directory")?;
+    // create_new does not follow a symlink, so a dangling one fails here.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::infra(format!(
+                "creating state database {}: {e}",
+                path.display()
+            )))
+        }
+        _ => {}
+    }
+    let real = path
+        .canonicalize()
+        .context(|| format!("state database {}", path.display()))?;
+    check_private(&real, "state database")?;
+    if let Some(real_dir) = real.parent() {
+        if dir.canonicalize().ok().as_deref() != Some(real_dir) {
+            check_private(real_dir, "state directory")?;
+        }
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = real.clone().into_os_string();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        match std::fs::symlink_metadata(&side) {
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(Error::infra(format!(
+                    "state database file {} is not a regular file\n  remove it, or point --db / {DB_ENV} elsewhere",
+                    side.display()
+                )))
+            }
+            Ok(_) => check_private(&side, "state database file")?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// What a dead VM left behind, to remove once the transaction committed.
 struct Leftover {
+    owner_pid: u32,
+    vm_dir: PathBuf,
     qemu_pid: u32,
     qemu_start: u64,
-    files: Vec<PathBuf>,
 }
 
 impl State {
     /// Opens (creating if needed) the database at `path`: directory 0700,
-    /// file 0600, WAL, and a busy timeout so concurrent ktests wait their
-    /// turn instead of failing.
+    /// file 0600, WAL, and a busy handler so concurrent ktests wait their
+    /// turn instead of failing. Refuses a database or directory that is
+    /// not the user's own or that others can write (exit 5).
     pub fn open(path: &Path) -> Result<State> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .context(|| format!("creating {}", dir.display()))?;
-            }
-        }
+        secure(path)?;
         let conn = Connection::open(path).map_err(db_err(path))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        conn.busy_timeout(Duration::from_secs(60))
-            .map_err(db_err(path))?;
+        conn.busy_handler(Some(busy_wait)).map_err(db_err(path))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err(path))?;
         set_wal(&conn).map_err(db_err(path))?;
@@ -185,9 +322,10 @@ impl State {
     /// transaction, and returns what they left behind.
     fn reap_rows(tx: &rusqlite::Transaction) -> rusqlite::Result<Vec<Leftover>> {
         let boot = procinfo::boot_id();
-        let mut stmt = tx
-            .prepare("SELECT id, owner_pid, owner_start, boot_id, qemu_pid, qemu_start FROM vms")?;
-        let rows: Vec<(i64, u32, u64, String, u32, u64)> = stmt
+        let mut stmt = tx.prepare(
+            "SELECT id, owner_pid, owner_start, boot_id, vm_dir, qemu_pid, qemu_start FROM vms",
+        )?;
+        let rows: Vec<(i64, u32, u64, String, String, u32, u64)> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,
@@ -196,41 +334,54 @@ impl State {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
-        for (id, pid, start, row_boot, qemu_pid, qemu_start) in rows {
+        for (id, pid, start, row_boot, vm_dir, qemu_pid, qemu_start) in rows {
             if row_boot == boot && procinfo::alive(pid, start) {
                 continue;
             }
-            let files: Vec<PathBuf> = tx
-                .prepare("SELECT path FROM files WHERE vm_id = ?1")?
-                .query_map([id], |r| r.get::<_, String>(0))?
-                .map(|p| p.map(PathBuf::from))
-                .collect::<rusqlite::Result<_>>()?;
             tx.execute("DELETE FROM vms WHERE id = ?1", [id])?;
             let same_boot = row_boot == boot;
             out.push(Leftover {
+                owner_pid: pid,
+                vm_dir: PathBuf::from(vm_dir),
                 qemu_pid: if same_boot { qemu_pid } else { 0 },
                 qemu_start,
-                files,
             });
         }
         Ok(out)
     }
 
+    /// Kills a dead VM's surviving qemu and removes its directory, but only
+    /// what proves to be that VM's: the database may have been written by
+    /// anyone who could, so its paths and pids are claims, not facts.
     fn clean(leftovers: Vec<Leftover>) {
         for l in leftovers {
-            if procinfo::alive(l.qemu_pid, l.qemu_start) {
+            let Some(ktest_dir) = l.vm_dir.parent().filter(|_| is_vm_dir_path(&l.vm_dir)) else {
+                continue;
+            };
+            if !is_dead_vms_dir(&l.vm_dir, l.owner_pid) {
+                continue;
+            }
+            // A live ktest holding the directory's lock owns `vm/` now.
+            let Ok(Some(_lock)) = vmlock::try_lock(ktest_dir) else {
+                continue;
+            };
+            // Checked again under the lock: a ktest may have replaced it.
+            if !is_dead_vms_dir(&l.vm_dir, l.owner_pid) {
+                continue;
+            }
+            if procinfo::alive(l.qemu_pid, l.qemu_start) && runs_in(l.qemu_pid, &l.vm_dir) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(l.qemu_pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            for f in l.files {
-                remove_path(&f);
-            }
+            // Does not follow symlinks inside the directory.
+            let _ = std::fs::remove_dir_all(&l.vm_dir);
         }
     }
 
@@ -278,9 +429,7 @@ impl State {
         if let Some(pid) = running {
             drop(tx);
             Self::clean(leftovers);
-            return Err(Error::usage(format!(
-                "a VM from this directory is running (ktest pid {pid}); stop it first (ktest stop) or run from another directory"
-            )));
+            return Err(vmlock::busy_error(Some(pid)));
         }
         let used: Vec<u32> = tx
             .prepare("SELECT slot FROM vms ORDER BY slot")
@@ -327,18 +476,6 @@ impl State {
             started_at: now,
             ssh_port: base + slot,
         })
-    }
-
-    /// Records a file or directory the VM created, to be removed if its
-    /// ktest dies before cleaning up.
-    pub fn add_file(&self, vm: i64, path: &Path) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO files (vm_id, path) VALUES (?1, ?2)",
-                params![vm, path.to_string_lossy()],
-            )
-            .map(|_| ())
-            .map_err(sql)
     }
 
     /// Records qemu's pid so a reaper can kill a qemu that outlived ktest.
@@ -448,6 +585,56 @@ fn port_free(port: u32) -> bool {
         && listen(&sock, Backlog::new(1).unwrap_or(Backlog::MAXCONN)).is_ok()
 }
 
+/// True if `p` has the shape of a per-VM directory: absolute, ending in
+/// `.ktest/vm`, with no `..` to lead elsewhere.
+fn is_vm_dir_path(p: &Path) -> bool {
+    let parts: Vec<Component> = p.components().collect();
+    p.is_absolute()
+        && !parts
+            .iter()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        && parts.ends_with(&[
+            Component::Normal(".ktest".as_ref()),
+            Component::Normal("vm".as_ref()),
+        ])
+}
+
+/// True if `dir` is a real directory (not a symlink) of this user holding
+/// ktest's marker of the VM owned by `owner`: the pid file ktest writes.
+fn is_dead_vms_dir(dir: &Path, owner: u32) -> bool {
+    let me = euid();
+    let Ok(m) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    if !m.file_type().is_dir() || m.uid() != me {
+        return false;
+    }
+    let marker = dir.join(names::PID);
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&marker)
+    else {
+        return false;
+    };
+    let mut text = String::new();
+    use std::io::Read;
+    f.metadata().is_ok_and(|m| m.is_file() && m.uid() == me)
+        && f.take(64).read_to_string(&mut text).is_ok()
+        && text.trim().parse() == Ok(owner)
+}
+
+/// The effective uid: whose files ktest makes and may trust.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// True if process `pid` runs in `dir` (qemu runs in its VM's directory).
+fn runs_in(pid: u32, dir: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+}
+
 /// Removes a file or a whole directory ktest created; missing is fine.
 pub fn remove_path(p: &Path) {
     match std::fs::symlink_metadata(p) {
@@ -483,10 +670,7 @@ mod tests {
 
     #[test]
     fn busy_ports_are_skipped() {
-        let t = tempfile::tempdir().unwrap();
-        let mut s = State::open(&t.path().join("state.db"))
-            .unwrap()
-            .with_port_base(30900);
+        let (_t, mut s) = scratch_state(30900);
         let _held = std::net::TcpListener::bind(("127.0.0.1", 30900)).unwrap();
         let v = s
             .allocate(Path::new("/p"), Path::new("/p/.ktest/vm"), "t")
@@ -527,28 +711,197 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
-    #[test]
-    fn dead_owners_are_reaped_with_their_files() {
+    /// A database in a fresh directory, using ports from `port_base` on.
+    fn scratch_state(port_base: u32) -> (tempfile::TempDir, State) {
         let t = tempfile::tempdir().unwrap();
-        let db = t.path().join("state.db");
-        let mut s = State::open(&db).unwrap().with_port_base(30300);
-        let v = s
-            .allocate(Path::new("/x"), Path::new("/x/.ktest/vm"), "t")
-            .unwrap();
-        let leftover = t.path().join("scratch-0.img");
-        std::fs::write(&leftover, "x").unwrap();
-        s.add_file(v.id, &leftover).unwrap();
-        // Pretend the owner died: a pid that cannot exist.
+        let s = State::open(&t.path().join("state.db"))
+            .unwrap()
+            .with_port_base(port_base);
+        (t, s)
+    }
+
+    /// A row for a VM whose owner is dead (a pid above pid_max), claiming
+    /// `vm_dir`, as anyone able to write the database could add.
+    fn dead_row(s: &State, slot: u32, vm_dir: &Path) -> i64 {
         s.conn
-            .execute("UPDATE vms SET owner_pid = 999999999 WHERE id = ?1", [v.id])
+            .execute(
+                "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port)
+                 VALUES (?1, 999999999, 0, ?2, ?3, ?4, 't', 0, 0)",
+                params![slot, procinfo::boot_id(), format!("/dead{slot}"), vm_dir.to_string_lossy()],
+            )
             .unwrap();
+        s.conn.last_insert_rowid()
+    }
+
+    /// A directory shaped like a VM's, with ktest's pid marker `pid`.
+    fn vm_dir_with_marker(base: &Path, pid: &str) -> PathBuf {
+        let vm = base.join(".ktest/vm");
+        std::fs::create_dir_all(&vm).unwrap();
+        std::fs::write(vm.join(names::PID), format!("{pid}\n")).unwrap();
+        std::fs::write(vm.join("scratch-0.img"), "x").unwrap();
+        vm
+    }
+
+    #[test]
+    fn dead_owners_vm_dir_is_reaped() {
+        let (t, mut s) = scratch_state(30300);
+        let vm = vm_dir_with_marker(&t.path().join("x"), "999999999");
+        dead_row(&s, 0, &vm);
         assert_eq!(s.reap().unwrap(), 1);
-        assert!(!leftover.exists());
+        assert!(!vm.exists());
+        assert!(t.path().join("x/.ktest").exists());
         assert!(s.list().unwrap().is_empty());
-        let w = s
-            .allocate(Path::new("/x"), Path::new("/x/.ktest/vm"), "t")
-            .unwrap();
+        let w = s.allocate(Path::new("/x"), &vm, "t").unwrap();
         assert_eq!(w.slot, 0);
+    }
+
+    #[test]
+    fn reaper_removes_nothing_that_is_not_the_dead_vms_own_directory() {
+        let (t, mut s) = scratch_state(30400);
+        let victim = t.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("precious"), "x").unwrap();
+        dead_row(&s, 0, &victim);
+        // A symlink where the VM directory should be, to a directory that
+        // even carries the right marker.
+        let target = vm_dir_with_marker(&t.path().join("target"), "999999999");
+        std::fs::create_dir_all(t.path().join("link/.ktest")).unwrap();
+        let link = t.path().join("link/.ktest/vm");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        dead_row(&s, 1, &link);
+        // A real VM directory, but another VM's (another pid).
+        let other = vm_dir_with_marker(&t.path().join("other"), "12345");
+        dead_row(&s, 2, &other);
+        // A path that leads elsewhere through "..".
+        let dotdot = t.path().join("victim/../target/.ktest/vm");
+        dead_row(&s, 3, &dotdot);
+        // The right marker, but a live ktest holds the directory's lock.
+        let locked = vm_dir_with_marker(&t.path().join("locked"), "999999999");
+        let _held = vmlock::acquire(&t.path().join("locked/.ktest")).unwrap();
+        dead_row(&s, 4, &locked);
+        assert_eq!(s.reap().unwrap(), 5);
+        assert!(victim.join("precious").exists());
+        assert!(target.join("scratch-0.img").exists());
+        assert!(link.symlink_metadata().is_ok());
+        assert!(other.join("scratch-0.img").exists());
+        assert!(locked.join("scratch-0.img").exists());
+    }
+
+    #[test]
+    fn reaper_kills_only_a_qemu_running_in_the_dead_vms_directory() {
+        let (t, mut s) = scratch_state(30500);
+        let vm = vm_dir_with_marker(&t.path().join("a"), "999999999");
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("100")
+            .current_dir(t.path())
+            .spawn()
+            .unwrap();
+        let mut qemu = std::process::Command::new("sleep")
+            .arg("100")
+            .current_dir(&vm)
+            .spawn()
+            .unwrap();
+        let other = vm_dir_with_marker(&t.path().join("b"), "999999999");
+        for (slot, dir, child) in [(0, &other, &stranger), (1, &vm, &qemu)] {
+            let id = dead_row(&s, slot, dir);
+            s.set_qemu(id, child.id()).unwrap();
+        }
+        assert_eq!(s.reap().unwrap(), 2);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(qemu.wait().unwrap().signal(), Some(9));
+        assert_eq!(stranger.try_wait().unwrap(), None, "a stranger was killed");
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+    }
+
+    #[test]
+    fn unsafe_state_files_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let me = euid();
+        let p = t.path();
+        assert_eq!(exposure(me, 0o40700, me, p), None);
+        assert_eq!(exposure(me, 0o100644, me, p), None);
+        let e = exposure(me, 0o40777, me, p).unwrap();
+        assert!(e.contains("writable by others (mode 0777)"), "{e}");
+        assert!(e.contains("chmod go-w"), "{e}");
+        assert!(exposure(me, 0o100620, me, p).is_some());
+        let e = exposure(me + 1, 0o100600, me, p).unwrap();
+        assert!(e.contains(&format!("owned by uid {}", me + 1)), "{e}");
+    }
+
+    #[test]
+    fn open_refuses_what_others_can_write() {
+        use std::os::unix::fs::symlink;
+        let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        let refused = |db: &Path, what: &str| {
+            let e = State::open(db).err().expect("opened");
+            assert_eq!(e.code, Code::Infra);
+            assert!(e.message.contains(what), "{}", e.message);
+            assert!(e.message.contains("--db"), "{}", e.message);
+        };
+        let t = tempfile::tempdir().unwrap();
+        // What ktest creates itself is private.
+        let db = t.path().join("new/state.db");
+        State::open(&db).unwrap();
+        let m = std::fs::metadata(db.parent().unwrap()).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(&db).unwrap().mode() & 0o777, 0o600);
+        // A world-writable directory.
+        mode(db.parent().unwrap(), 0o777).unwrap();
+        refused(
+            &db,
+            &format!("state directory {}", db.parent().unwrap().display()),
+        );
+        mode(db.parent().unwrap(), 0o700).unwrap();
+        // A group-writable database.
+        mode(&db, 0o620).unwrap();
+        refused(&db, &format!("state database {} is writable", db.display()));
+        mode(&db, 0o600).unwrap();
+        // A database owned by someone else (only root can give it away;
+        // anyone else finds / owned by root).
+        if euid() == 0 {
+            std::os::unix::fs::chown(&db, Some(65534), None).unwrap();
+            refused(&db, "is owned by uid 65534");
+            std::os::unix::fs::chown(&db, Some(0), None).unwrap();
+        } else {
+            refused(
+                Path::new("/ktest-state.db"),
+                "state directory / is owned by uid 0",
+            );
+        }
+        // A -wal file someone could write, or a symlink in its place.
+        let wal = t.path().join("new/state.db-wal");
+        let _ = std::fs::remove_file(&wal);
+        symlink(t.path().join("nowhere"), &wal).unwrap();
+        refused(&db, "is not a regular file");
+        std::fs::remove_file(&wal).unwrap();
+        // A symlinked database counts as its target.
+        let link = t.path().join("new/link.db");
+        symlink(&db, &link).unwrap();
+        State::open(&link).unwrap();
+        mode(&db, 0o666).unwrap();
+        refused(&link, "is writable by others");
+    }
+
+    #[test]
+    fn default_path_is_never_shared() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            default_path_from(os("/x"), os("/h"), 7),
+            Path::new("/x/ktest/state.db")
+        );
+        assert_eq!(
+            default_path_from(os(""), os("/h"), 7),
+            Path::new("/h/.local/state/ktest/state.db")
+        );
+        assert_eq!(
+            default_path_from(None, None, 7),
+            Path::new("/tmp/ktest-7/state.db")
+        );
+        assert_eq!(
+            default_path_from(None, os(""), 7),
+            Path::new("/tmp/ktest-7/state.db")
+        );
     }
 
     #[test]

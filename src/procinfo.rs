@@ -8,6 +8,15 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// This process's pid namespace (`pid:[INODE]`), empty if unknown. A pid
+/// means a process only within its namespace: a ktest in a container and
+/// one on its host can share a database but not judge each other's pids.
+pub fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The start time of `pid` in clock ticks since boot (field 22 of
 /// /proc/PID/stat), or `None` if there is no such process.
 pub fn start_time(pid: u32) -> Option<u64> {

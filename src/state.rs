@@ -36,6 +36,9 @@ pub struct VmRow {
     pub slot: u32,
     /// pid of the ktest that owns the VM.
     pub owner_pid: u32,
+    /// The pid namespace `owner_pid` belongs to (`procinfo::pid_namespace`);
+    /// empty in rows written before ktest recorded it.
+    pub pid_ns: String,
     /// The directory the VM was started from.
     pub dir: PathBuf,
     /// Its per-VM directory (`DIR/.ktest/vm`).
@@ -99,7 +102,8 @@ CREATE TABLE IF NOT EXISTS vms (
     qemu_pid    INTEGER NOT NULL DEFAULT 0,
     qemu_start  INTEGER NOT NULL DEFAULT 0,
     started_at  INTEGER NOT NULL,
-    ssh_port    INTEGER NOT NULL
+    ssh_port    INTEGER NOT NULL,
+    pid_ns      TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS probes (
     key   TEXT PRIMARY KEY,
@@ -285,6 +289,32 @@ fn secure(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Brings a database from an older ktest up to `SCHEMA`, keeping its rows.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_pid_ns = conn
+        .prepare("SELECT 1 FROM pragma_table_info('vms') WHERE name = 'pid_ns'")?
+        .exists([])?;
+    if !has_pid_ns {
+        // Two ktests may both see it missing: the loser's ALTER fails on the
+        // duplicate column, and then the column is there all the same.
+        if let Err(e) =
+            conn.execute_batch("ALTER TABLE vms ADD COLUMN pid_ns TEXT NOT NULL DEFAULT ''")
+        {
+            if !e.to_string().contains("duplicate column") {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a row's owner can be judged alive or dead from here: not when
+/// it ran in this boot but in another pid namespace, where its pid names
+/// some other process (or none) here.
+fn judgeable(row_boot: &str, row_ns: &str, boot: &str, ns: &str) -> bool {
+    row_boot != boot || row_ns.is_empty() || ns.is_empty() || row_ns == ns
+}
+
 /// What a dead VM left behind, to remove once the transaction committed.
 struct Leftover {
     owner_pid: u32,
@@ -312,6 +342,7 @@ impl State {
             .map_err(db_err(path))?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
             .map_err(db_err(path))?;
+        migrate(&conn).map_err(db_err(path))?;
         Ok(State {
             conn,
             port_base: SSH_PORT_BASE,
@@ -322,10 +353,11 @@ impl State {
     /// transaction, and returns what they left behind.
     fn reap_rows(tx: &rusqlite::Transaction) -> rusqlite::Result<Vec<Leftover>> {
         let boot = procinfo::boot_id();
+        let ns = procinfo::pid_namespace();
         let mut stmt = tx.prepare(
-            "SELECT id, owner_pid, owner_start, boot_id, vm_dir, qemu_pid, qemu_start FROM vms",
+            "SELECT id, owner_pid, owner_start, boot_id, vm_dir, qemu_pid, qemu_start, pid_ns FROM vms",
         )?;
-        let rows: Vec<(i64, u32, u64, String, String, u32, u64)> = stmt
+        let rows: Vec<(i64, u32, u64, String, String, u32, u64, String)> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,
@@ -335,11 +367,15 @@ impl State {
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
-        for (id, pid, start, row_boot, vm_dir, qemu_pid, qemu_start) in rows {
+        for (id, pid, start, row_boot, vm_dir, qemu_pid, qemu_start, row_ns) in rows {
+            if !judgeable(&row_boot, &row_ns, &boot, &ns) {
+                continue;
+            }
             if row_boot == boot && procinfo::alive(pid, start) {
                 continue;
             }
@@ -447,8 +483,8 @@ impl State {
             )));
         };
         tx.execute(
-            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port, pid_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 slot,
                 me,
@@ -458,7 +494,8 @@ impl State {
                 vm_dir.to_string_lossy(),
                 test,
                 now,
-                base + slot
+                base + slot,
+                procinfo::pid_namespace()
             ],
         )
         .map_err(sql)?;
@@ -469,6 +506,7 @@ impl State {
             id,
             slot,
             owner_pid: me,
+            pid_ns: procinfo::pid_namespace(),
             dir: dir.to_path_buf(),
             vm_dir: vm_dir.to_path_buf(),
             test: test.to_string(),
@@ -504,7 +542,7 @@ impl State {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, slot, owner_pid, dir, vm_dir, test, qemu_pid, started_at, ssh_port
+                "SELECT id, slot, owner_pid, dir, vm_dir, test, qemu_pid, started_at, ssh_port, pid_ns
                  FROM vms ORDER BY slot",
             )
             .map_err(sql)?;
@@ -520,6 +558,7 @@ impl State {
                     qemu_pid: r.get(6)?,
                     started_at: r.get(7)?,
                     ssh_port: r.get(8)?,
+                    pid_ns: r.get(9)?,
                 })
             })
             .map_err(sql)?
@@ -658,6 +697,48 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_in_another_pid_namespace_are_not_judged() {
+        let (me, boot) = ("pid:[1]", "b1");
+        assert!(judgeable(boot, me, boot, me));
+        // Another boot: its processes are all gone, whatever namespace.
+        assert!(judgeable("b0", "pid:[2]", boot, me));
+        // Rows from before ktest recorded namespaces, and hosts without
+        // /proc/self/ns: judged as before.
+        assert!(judgeable(boot, "", boot, me));
+        assert!(judgeable(boot, "pid:[2]", boot, ""));
+        assert!(!judgeable(boot, "pid:[2]", boot, me));
+    }
+
+    #[test]
+    fn a_database_without_pid_ns_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&SCHEMA.replace(",\n    pid_ns      TEXT NOT NULL DEFAULT ''", ""))
+                .unwrap();
+            c.execute(
+                "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port)
+                 VALUES (3, ?1, ?2, ?3, '/old', '/old/.ktest/vm', 't', 0, 22203)",
+                params![
+                    std::process::id(),
+                    procinfo::start_time(std::process::id()).unwrap(),
+                    procinfo::boot_id()
+                ],
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut s = State::open(&path).unwrap();
+        let rows = s.list().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].slot, rows[0].pid_ns.as_str()), (3, ""));
+        // And a second open finds it migrated.
+        drop(s);
+        assert_eq!(State::open(&path).unwrap().list().unwrap().len(), 1);
+    }
 
     #[test]
     fn free_slot_search() {

@@ -19,8 +19,8 @@ fn as_pid1(ktest_args: &[&std::ffi::OsStr], s: &Sandbox) -> Command {
         .arg(env!("CARGO_BIN_EXE_ktest"))
         .args(ktest_args)
         .current_dir(s.path())
-        // Its own database, as a container has: pids in the shared one
-        // mean nothing in another pid namespace.
+        // Its own database, as a container usually has (sharing one is
+        // tests/state_e2e.rs's case).
         .env("KTEST_DB", s.path().join("container-state.db"))
         .stdin(Stdio::null());
     c

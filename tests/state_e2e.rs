@@ -216,3 +216,34 @@ fn ctrl_c_ends_a_wait_for_the_database() {
     assert_eq!(rows, 0);
     s.assert_clean();
 }
+
+#[test]
+fn a_ktest_in_another_pid_namespace_leaves_a_live_vms_row_alone() {
+    let s = Sandbox::new();
+    let db = s.path().join("db/state.db");
+    let vm = run_with_db(&s, &db, &sleeper(&s));
+    let dir = s.path().to_string_lossy().into_owned();
+    let listed = |out: &Output| String::from_utf8_lossy(&out.stdout).contains(&dir);
+    assert!(wait_for(60, || listed(&ktest_db(&s, &db, &["status"]))));
+    // A ktest in a container sharing the database: the VM's owner pid
+    // means nothing in its pid namespace, so it must not call it dead.
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(env!("CARGO_BIN_EXE_ktest"))
+        .arg("--db")
+        .arg(&db)
+        .arg("status")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        listed(&out),
+        "the container's ktest does not list the VM: {}",
+        text(&out)
+    );
+    let out = ktest_db(&s, &db, &["status"]);
+    assert!(listed(&out), "the VM's row was reaped: {}", text(&out));
+    let out = vm.wait(300);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -93,6 +93,12 @@ pub fn stop(db: &Path) -> Result<Code> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let vm = current_vm(db)?;
+    if !vm.pid_ns.is_empty() && vm.pid_ns != crate::procinfo::pid_namespace() {
+        return Err(Error::usage(format!(
+            "this directory's VM belongs to a ktest (pid {}) in another pid namespace (a container?), which cannot be signalled from here\n  stop it where it runs",
+            vm.owner_pid
+        )));
+    }
     let owner = Pid::from_raw(vm.owner_pid as i32);
     kill(owner, Signal::SIGTERM).map_err(|e| {
         Error::infra(format!(
@@ -149,6 +155,7 @@ mod tests {
             id: 1,
             slot: 0,
             owner_pid: 1,
+            pid_ns: String::new(),
             dir: dir.into(),
             vm_dir: Path::new(dir).join(".ktest/vm"),
             test: String::new(),

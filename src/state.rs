@@ -315,6 +315,18 @@ fn judgeable(row_boot: &str, row_ns: &str, boot: &str, ns: &str) -> bool {
     row_boot != boot || row_ns.is_empty() || ns.is_empty() || row_ns == ns
 }
 
+/// What the reaper reads of a VM's row.
+struct OwnedRow {
+    id: i64,
+    pid: u32,
+    start: u64,
+    boot: String,
+    vm_dir: String,
+    qemu_pid: u32,
+    qemu_start: u64,
+    pid_ns: String,
+}
+
 /// What a dead VM left behind, to remove once the transaction committed.
 struct Leftover {
     owner_pid: u32,
@@ -357,22 +369,32 @@ impl State {
         let mut stmt = tx.prepare(
             "SELECT id, owner_pid, owner_start, boot_id, vm_dir, qemu_pid, qemu_start, pid_ns FROM vms",
         )?;
-        let rows: Vec<(i64, u32, u64, String, String, u32, u64, String)> = stmt
+        let rows: Vec<OwnedRow> = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
+                Ok(OwnedRow {
+                    id: r.get(0)?,
+                    pid: r.get(1)?,
+                    start: r.get(2)?,
+                    boot: r.get(3)?,
+                    vm_dir: r.get(4)?,
+                    qemu_pid: r.get(5)?,
+                    qemu_start: r.get(6)?,
+                    pid_ns: r.get(7)?,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
-        for (id, pid, start, row_boot, vm_dir, qemu_pid, qemu_start, row_ns) in rows {
+        for row in rows {
+            let OwnedRow {
+                id,
+                pid,
+                start,
+                boot: row_boot,
+                vm_dir,
+                qemu_pid,
+                qemu_start,
+                pid_ns: row_ns,
+            } = row;
             if !judgeable(&row_boot, &row_ns, &boot, &ns) {
                 continue;
             }

@@ -244,3 +244,26 @@ pub fn rootfs_image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
     IMG.get_or_init(|| cached("KTEST_TEST_ROOTFS", "tests/rootfs-image.sh"))
 }
+
+/// The live processes (pid, name) whose working directory is under `dir`:
+/// what a run there left behind. Zombies have none, so they do not count.
+pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// Asserts that no process is left running under `dir`, allowing a few
+/// seconds for SIGKILLed ones to disappear.
+pub fn assert_no_processes_in(dir: &Path) {
+    let gone = wait_for(5, || processes_in(dir).is_empty());
+    assert!(gone, "left running: {:?}", processes_in(dir));
+}

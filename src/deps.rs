@@ -155,8 +155,9 @@ fn wait_for_output(streams: &[Stream], timeout: Duration) {
         .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
         .collect();
     if fds.is_empty() {
-        // deps closed its output but has not exited yet (or never will).
-        std::thread::sleep(timeout.min(Duration::from_millis(5)));
+        // deps closed its output: it is exiting, or (rarely) runs on
+        // without it. Look again soon, so an exit is seen at once.
+        std::thread::sleep(timeout.min(Duration::from_millis(2)));
         return;
     }
     let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::ZERO);

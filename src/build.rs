@@ -135,23 +135,35 @@ struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 fn lock(dir: &Path) -> Result<DirLock> {
     use nix::fcntl::{Flock, FlockArg};
     let path = dir.join(LOCK);
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .context(|| format!("opening {}", path.display()))?;
-    let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => return Ok(DirLock(l)),
-        Err((f, _)) => f,
-    };
-    crate::errln!(
-        "ktest: waiting for another ktest building in {}",
-        dir.display()
-    );
-    Flock::lock(f, FlockArg::LockExclusive)
-        .map(DirLock)
-        .map_err(|(_, e)| Error::infra(format!("locking {}: {e}", path.display())))
+    let mut said = false;
+    // Polled rather than blocking, so Ctrl-C ends the wait.
+    loop {
+        f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(DirLock(l)),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
+            Err((_, e)) => return Err(Error::infra(format!("locking {}: {e}", path.display()))),
+        };
+        if !said {
+            said = true;
+            crate::errln!(
+                "ktest: waiting for another ktest building in {}",
+                dir.display()
+            );
+        }
+        if signals::interrupted() {
+            return Err(Error::new(
+                Code::Interrupted,
+                "interrupted while waiting for the other ktest's build",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn open_log(path: &Path, truncate: bool) -> Result<std::fs::File> {
@@ -555,6 +567,13 @@ pub fn configure(args: &BuildArgs, interactive: bool) -> Result<Code> {
         .args(plan.make_args(false, &[], &[target]))
         .status()
         .map_err(|e| Error::infra(format!("cannot run make: {e}")))?;
+    if signals::interrupted() {
+        // Ctrl-C reached make too, through the terminal.
+        return Err(Error::new(
+            Code::Interrupted,
+            format!("interrupted: make {target} was stopped"),
+        ));
+    }
     if !status.success() {
         return Err(Error::new(
             Code::BuildFailed,

@@ -18,6 +18,7 @@ mod kernel;
 mod outcome;
 mod output;
 mod plan;
+mod process_group;
 mod procinfo;
 mod qmp;
 mod require;

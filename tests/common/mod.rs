@@ -141,22 +141,11 @@ pub fn text(out: &Output) -> String {
 
 /// pids of qemu processes whose working directory is under `dir`.
 pub fn qemus_in(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("qemu-system") {
-            continue;
-        }
-        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
-            if cwd.starts_with(dir) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
+    processes_in(dir)
+        .into_iter()
+        .filter(|(_, name)| name.starts_with("qemu-system"))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Waits up to `secs` for `cond`.
@@ -260,4 +249,27 @@ impl Sandbox {
             "#!/bin/sh\necho 'no KVM here' >&2\nexit 1\n",
         )
     }
+}
+
+/// The live processes (pid, name) whose working directory is under `dir`:
+/// what a run there left behind. Zombies have none, so they do not count.
+pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// Asserts that no process is left running under `dir`, allowing a few
+/// seconds for SIGKILLed ones to disappear.
+pub fn assert_no_processes_in(dir: &Path) {
+    let gone = wait_for(5, || processes_in(dir).is_empty());
+    assert!(gone, "left running: {:?}", processes_in(dir));
 }

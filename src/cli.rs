@@ -9,10 +9,12 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    the test passed
   1    the test failed (non-zero exit status or TEST FAILED)
-  2    usage or test declaration error (nothing was started)
+  2    usage or test declaration error, or a value this host cannot give
+       (nothing was started)
   3    the kernel panicked, oopsed or hit a BUG, or the VM died without a verdict
   4    the test timed out
-  5    infrastructure error (qemu missing, kernel unreadable, state database)
+  5    infrastructure error (qemu missing, kernel unreadable, state database
+       unusable or not safely yours)
   6    the kernel build failed
   130  interrupted (Ctrl-C, SIGTERM); the VM and its files were removed";
 
@@ -200,4 +202,40 @@ pub struct RunArgs {
     /// Arguments passed to the test in the VM (after --).
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Code;
+
+    /// Every exit code ktest has is documented, in `--help` and in the
+    /// README's table, and neither documents one it does not have.
+    #[test]
+    fn exit_codes_are_documented_where_users_look() {
+        let codes = [
+            Code::Passed,
+            Code::TestFailed,
+            Code::Usage,
+            Code::Crash,
+            Code::Timeout,
+            Code::Infra,
+            Code::BuildFailed,
+            Code::Interrupted,
+        ];
+        let readme = include_str!("../README.md");
+        let table: Vec<i32> = readme
+            .split("### Exit codes")
+            .nth(1)
+            .expect("README has an exit code table")
+            .lines()
+            .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+            .collect();
+        let help: Vec<i32> = super::EXIT_CODES
+            .lines()
+            .filter_map(|l| l.strip_prefix("  ")?.split(' ').next()?.parse().ok())
+            .collect();
+        let ours: Vec<i32> = codes.iter().map(|c| c.status()).collect();
+        assert_eq!(table, ours, "README's exit code table");
+        assert_eq!(help, ours, "--help's exit codes");
+    }
 }

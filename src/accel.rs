@@ -53,26 +53,26 @@ fn probe(qemu: &Path, scratch_dir: &Path) -> std::result::Result<(), String> {
     }
     let disk = scratch_dir.join(format!("kvm-probe-{}.img", std::process::id()));
     std::fs::write(&disk, probe_boot_sector()).map_err(|e| format!("{}: {e}", disk.display()))?;
-    let child = Command::new(qemu)
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-machine",
-            "pc",
-        ])
-        .args(["-accel", "kvm", "-cpu", "host", "-m", "16"])
-        .args([
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-drive",
-        ])
-        .arg(format!("file={},format=raw,if=floppy", disk.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
+    let mut cmd = Command::new(qemu);
+    cmd.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-machine",
+        "pc",
+    ])
+    .args(["-accel", "kvm", "-cpu", "host", "-m", "16"])
+    .args([
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-drive",
+    ])
+    .arg(format!("file={},format=raw,if=floppy", disk.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let child = crate::process_group::spawn(&mut cmd);
     let result = match child {
         Err(e) => Err(format!("cannot run {}: {e}", qemu.display())),
         Ok(mut child) => {

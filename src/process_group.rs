@@ -11,6 +11,28 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+/// How long `Group::spawn` retries an executable that is open for writing.
+const TEXT_BUSY_WAIT: Duration = Duration::from_secs(2);
+const TEXT_BUSY_STEP: Duration = Duration::from_millis(10);
+
+/// `cmd.spawn()`, waiting a little for an executable that is still open
+/// for writing. A freshly written one can be briefly busy: until another
+/// thread's fork execs, it holds the writer's descriptor too (test
+/// harnesses, an editor saving), and exec fails with ETXTBSY meanwhile.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && waited < TEXT_BUSY_WAIT => {
+                std::thread::sleep(TEXT_BUSY_STEP);
+                waited += TEXT_BUSY_STEP;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A running process group; dropping it kills the group and reaps the
 /// leader.
@@ -39,7 +61,7 @@ impl Group {
             });
         }
         Ok(Group {
-            child: cmd.spawn()?,
+            child: spawn(cmd)?,
             status: None,
         })
     }
@@ -101,6 +123,36 @@ mod tests {
         // A killed process may linger briefly as a zombie of init.
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").starts_with(" Z"))
+    }
+
+    #[test]
+    fn an_executable_still_open_for_writing_is_waited_for() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let script = t.path().join("script");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&script)
+            .unwrap();
+        f.write_all(b"#!/bin/sh\nexit 7\n").unwrap();
+        // The writer lets go a little later, as another thread's fork does
+        // once it execs.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(f);
+        });
+        let mut g = Group::spawn(&mut Command::new(&script), Signal::SIGKILL).unwrap();
+        writer.join().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while !g.exited() {
+            assert!(Instant::now() < end, "the script did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(g.finish().unwrap().code(), Some(7));
     }
 
     #[test]

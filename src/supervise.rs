@@ -116,7 +116,7 @@ fn spawn_qemu(plan: &VmPlan, vm_dir: &Path) -> Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| {
+    crate::process_group::spawn(&mut cmd).map_err(|e| {
         Error::infra(format!(
             "cannot start {}: {e}\n  install qemu (Debian: apt-get install qemu-system-x86)",
             plan.program.display()

@@ -263,14 +263,25 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     })
 }
 
-/// Refuses more scratch disks than the PCI slots the VM's other devices
-/// leave, counting those devices in the plan itself.
+/// Refuses, before anything starts, a VM the machine or the kernel cannot
+/// take: more scratch disks than the PCI slots its other devices leave
+/// (counted in the plan itself), or a kernel command line the kernel would
+/// cut or an init path it cannot quote. Nothing checked depends on the
+/// slot or the directory, so a stand-in plan without scratch disks does.
 fn fits_machine(p: Prepared) -> Result<Prepared> {
-    let without_scratch = PlanInput {
+    let input = PlanInput {
         scratch: 0,
-        ..plan_input(&p, plan::Accel::Tcg, Path::new("/"), 0, 0)
+        ..plan_input(
+            &p,
+            plan::Accel::Tcg,
+            Path::new(".ktest/vm"),
+            0,
+            state::SSH_PORT_BASE,
+        )
     };
-    let others = plan::virtio_pci_devices(&plan::plan(&without_scratch));
+    let without_scratch = plan::plan(&input);
+    plan::check(&input, &without_scratch).map_err(|e| Error::usage(e.to_string()))?;
+    let others = plan::virtio_pci_devices(&without_scratch);
     host_fit::slots(
         p.spec.scratch.len(),
         &scratch_from(p.test.as_deref()),
@@ -612,20 +623,6 @@ fn boot_once(
     observed
 }
 
-/// Refuses, before anything starts, a VM the kernel would boot wrongly
-/// (its command line cut, or an init path it cannot read). Nothing checked
-/// depends on the slot or the directory, so a stand-in plan does.
-fn check_plan(p: &Prepared) -> Result<()> {
-    let input = plan_input(
-        p,
-        plan::Accel::Tcg,
-        Path::new(".ktest/vm"),
-        0,
-        state::SSH_PORT_BASE,
-    );
-    plan::check(&input, &plan::plan(&input)).map_err(|e| Error::usage(e.to_string()))
-}
-
 /// The longest file name most Linux file systems take (NAME_MAX).
 const NAME_MAX: usize = 255;
 
@@ -652,7 +649,6 @@ fn log_file_name(name: &str) -> String {
 pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare(&args)?;
-    check_plan(&prepared)?;
     let accel = args
         .accel
         .or(crate::config_file::get()?.accel)
@@ -714,7 +710,6 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
 pub fn boot(db: &Path, args: BootArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare_boot(&args)?;
-    check_plan(&prepared)?;
     let launch_opts = Launch {
         accel: args.accel,
         // The whole console is shown anyway.

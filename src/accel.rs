@@ -51,27 +51,22 @@ fn probe(qemu: &Path, scratch_dir: &Path) -> std::result::Result<(), String> {
     {
         return Err(format!("/dev/kvm: {e}"));
     }
-    let disk = scratch_dir.join(format!("kvm-probe-{}.img", std::process::id()));
+    let name = format!("kvm-probe-{}.img", std::process::id());
+    let disk = scratch_dir.join(&name);
     std::fs::write(&disk, probe_boot_sector()).map_err(|e| format!("{}: {e}", disk.display()))?;
     let mut cmd = Command::new(qemu);
-    cmd.args([
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-machine",
-        "pc",
-    ])
-    .args(["-accel", "kvm", "-cpu", "host", "-m", "16"])
-    .args([
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-drive",
-    ])
-    .arg(format!("file={},format=raw,if=floppy", disk.display()))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    // The floppy by a name relative to qemu's working directory, as the
+    // plan names its files: the user's directory may have commas, which
+    // qemu's option syntax would split on.
+    cmd.current_dir(scratch_dir)
+        .args(crate::plan::MACHINE)
+        .args(["-accel", "kvm", "-cpu", "host", "-m", "16"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-drive")
+        .arg(format!("file={name},format=raw,if=floppy"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let child = crate::process_group::spawn(&mut cmd);
     let result = match child {
         Err(e) => Err(format!("cannot run {}: {e}", qemu.display())),

@@ -151,6 +151,17 @@ impl VmPlan {
     }
 }
 
+/// The machine every ktest qemu runs, the accelerator probe's included: no
+/// default devices, no user configuration, no display, the `pc` machine.
+pub const MACHINE: [&str; 6] = [
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-machine",
+    "pc",
+];
+
 fn machine_args(input: &PlanInput) -> Vec<String> {
     let accel = match input.accel {
         Accel::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
@@ -160,20 +171,13 @@ fn machine_args(input: &PlanInput) -> Vec<String> {
         // would wait for it).
         Accel::Tcg => vec!["-accel", "tcg", "-cpu", "qemu64,+rdrand"],
     };
-    let mut v: Vec<String> = [
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-machine",
-        "pc",
+    let mut v: Vec<String> = MACHINE
+        .iter()
         // The guest reboots (sysrq-b, panic=-1) to end the run; qemu must exit.
-        "-no-reboot",
-    ]
-    .iter()
-    .chain(accel.iter())
-    .map(|s| s.to_string())
-    .collect();
+        .chain(&["-no-reboot"])
+        .chain(accel.iter())
+        .map(|s| s.to_string())
+        .collect();
     v.extend([
         "-m".into(),
         format!("{}M", input.mem >> 20),

@@ -17,6 +17,27 @@ use std::time::Duration;
 const TEXT_BUSY_WAIT: Duration = Duration::from_secs(2);
 const TEXT_BUSY_STEP: Duration = Duration::from_millis(10);
 
+/// Sets `cmd` up to lead a process group of its own (Ctrl-C on the
+/// terminal reaches ktest only, which stops the group in order) and to get
+/// `on_parent_death` when ktest dies, even by SIGKILL. Call `spawn` from the
+/// main thread: that signal follows the thread that forked.
+pub fn own_group_dying_with_ktest(cmd: &mut Command, on_parent_death: Signal) {
+    let parent = std::process::id() as i32;
+    cmd.process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // ktest died before the signal was armed: do not run orphaned.
+            if nix::sys::prctl::set_pdeathsig(on_parent_death).is_err()
+                || nix::unistd::getppid().as_raw() != parent
+            {
+                return Err(std::io::Error::other("parent died"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// `cmd.spawn()`, waiting a little for an executable that is still open
 /// for writing. A freshly written one can be briefly busy: until another
 /// thread's fork execs, it holds the writer's descriptor too (test
@@ -47,19 +68,7 @@ impl Group {
     /// `on_parent_death` if ktest dies first, even by SIGKILL. Call it from
     /// the main thread: that signal follows the thread that forked.
     pub fn spawn(cmd: &mut Command, on_parent_death: Signal) -> std::io::Result<Group> {
-        let parent = std::process::id() as i32;
-        cmd.process_group(0);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if nix::sys::prctl::set_pdeathsig(on_parent_death).is_err()
-                    || nix::unistd::getppid().as_raw() != parent
-                {
-                    return Err(std::io::Error::other("parent died"));
-                }
-                Ok(())
-            });
-        }
+        own_group_dying_with_ktest(cmd, on_parent_death);
         Ok(Group {
             child: spawn(cmd)?,
             status: None,

@@ -27,7 +27,6 @@ use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -103,32 +102,13 @@ fn spawn_qemu(plan: &VmPlan, vm_dir: &Path) -> Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let parent = std::process::id() as i32;
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Die with ktest, even if ktest is SIGKILLed.
-            if libc_prctl_pdeathsig() != 0 || nix::unistd::getppid().as_raw() != parent {
-                return Err(std::io::Error::other("parent died"));
-            }
-            // Own process group: Ctrl-C goes to ktest, which stops qemu in order.
-            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-            Ok(())
-        });
-    }
+    crate::process_group::own_group_dying_with_ktest(&mut cmd, Signal::SIGKILL);
     crate::process_group::spawn(&mut cmd).map_err(|e| {
         Error::infra(format!(
             "cannot start {}: {e}\n  install qemu (Debian: apt-get install qemu-system-x86)",
             plan.program.display()
         ))
     })
-}
-
-fn libc_prctl_pdeathsig() -> i32 {
-    match nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
-        Ok(()) => 0,
-        Err(_) => -1,
-    }
 }
 
 fn read_console(listener: UnixListener, tx: Sender<Event>, writer_slot: Sender<UnixStream>) {

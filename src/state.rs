@@ -687,8 +687,7 @@ fn is_dead_vms_dir(dir: &Path, owner: u32) -> bool {
 
 /// The effective uid: whose files ktest makes and may trust.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// True if process `pid` runs in `dir` (qemu runs in its VM's directory).

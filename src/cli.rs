@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0    the test passed
-  1    the test failed (non-zero exit status or TEST FAILED)
+  0    every selected subtest passed or was skipped
+  1    a subtest failed (exit status, TEST FAILED, KTAP, or the kernel log)
   2    usage or test declaration error, or a value this host cannot give
        (nothing was started)
   3    the kernel panicked, oopsed or hit a BUG, or the VM died without a verdict
-  4    the test timed out
+       (a crash outranks a time-out, which outranks a failure)
+  4    a subtest timed out
   5    infrastructure error (qemu missing, kernel unreadable, state database
        unusable or not safely yours)
   6    the kernel build failed
@@ -76,6 +77,13 @@ pub enum Command {
     },
     /// List the VMs this user has running.
     Status,
+    /// List the subtests of test files (TEST or TEST:GLOB), as `run` would
+    /// run them; boots nothing.
+    List {
+        /// Test files, each optionally with `:GLOB` to select subtests.
+        #[arg(required = true)]
+        tests: Vec<PathBuf>,
+    },
     /// Power off this directory's VM and clean up.
     Stop,
 }
@@ -193,10 +201,37 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    /// Run only the subtests matching this glob (repeatable); `TEST:GLOB`
+    /// does the same.
+    #[arg(short = 's', long = "subtest", value_name = "GLOB")]
+    pub subtest: Vec<String>,
+
+    /// Stop at the first subtest that does not pass; after a crash, do not
+    /// boot a fresh VM for the rest.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Run again and again until something does not pass, at most N times
+    /// (0 or no N: no limit).
+    #[arg(short = 'L', long = "loop", value_name = "N", num_args = 0..=1, default_missing_value = "0")]
+    pub repeat: Option<u64>,
+
+    /// Write a JUnit XML report of the run to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a JSON report of the run to FILE (docs/results.md).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Print the results as KTAP on stdout (the rest goes to stderr).
+    #[arg(long)]
+    pub ktap: bool,
+
     #[command(flatten)]
     pub build: BuildOpts,
 
-    /// The test script.
+    /// The test script, or TEST:GLOB to run only the subtests matching GLOB.
     pub test: PathBuf,
 
     /// Arguments passed to the test in the VM (after --).

@@ -17,6 +17,11 @@ pub enum Line {
     End(i32),
     /// The guest init failed before it could run the test.
     GuestError(String),
+    /// A subtest starts: what the kernel logs from here on is its share
+    /// (written through /dev/kmsg, so in order with the kernel's messages).
+    SubtestBegin(String),
+    /// A subtest ended: its share of the kernel log is complete.
+    SubtestEnd(String),
     /// The kernel panicked, oopsed or hit a BUG.
     Crash,
     /// Anything else.
@@ -81,6 +86,12 @@ pub fn classify(line: &str) -> Line {
         if rest.starts_with("start") {
             return Line::Start;
         }
+        if let Some(name) = rest.strip_prefix("subtest-begin ") {
+            return Line::SubtestBegin(name.trim().to_string());
+        }
+        if let Some(name) = rest.strip_prefix("subtest-end ") {
+            return Line::SubtestEnd(name.trim().to_string());
+        }
         if let Some(code) = rest.strip_prefix("end status=") {
             return Line::End(code.trim().parse().unwrap_or(-1));
         }
@@ -95,12 +106,81 @@ pub fn classify(line: &str) -> Line {
     Line::Other
 }
 
-/// Parses the result port's message (`status N`).
-pub fn parse_result(text: &str) -> Option<i32> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("status "))
-        .filter_map(|n| n.trim().parse().ok())
-        .next_back()
+/// One line on the result port (lib/guest/init.sh's run_subtest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultMsg {
+    /// The guest's kernel release.
+    Kernel(String),
+    /// A subtest starts; the kernel's taint flags then.
+    Begin {
+        /// The subtest.
+        name: String,
+        /// /proc/sys/kernel/tainted, if readable.
+        taint: Option<u64>,
+    },
+    /// A line the subtest wrote to its info file (`skip REASON`,
+    /// `timeout SECS`, `allow KIND`).
+    Info {
+        /// The subtest.
+        name: String,
+        /// The line.
+        text: String,
+    },
+    /// A subtest ended.
+    End {
+        /// The subtest.
+        name: String,
+        /// Its exit status.
+        status: i32,
+        /// /proc/sys/kernel/tainted, if readable.
+        taint: Option<u64>,
+    },
+    /// Every subtest ran.
+    Done,
+}
+
+/// The longest result-port line ktest takes: the port is the guest's, and
+/// a line longer than this is not ktest's init speaking.
+pub const RESULT_LINE_MAX: usize = 4096;
+
+/// Parses one result-port line; `None` for anything else.
+pub fn parse_result(line: &str) -> Option<ResultMsg> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.len() > RESULT_LINE_MAX {
+        return None;
+    }
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let taint = |t: &str| t.trim().parse::<u64>().ok();
+    match word {
+        "kernel" if !rest.is_empty() => Some(ResultMsg::Kernel(rest.trim().to_string())),
+        "begin" => {
+            let mut w = rest.split(' ');
+            let name = w.next().filter(|n| !n.is_empty())?.to_string();
+            Some(ResultMsg::Begin {
+                name,
+                taint: w.next().and_then(taint),
+            })
+        }
+        "info" => {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            (!name.is_empty()).then(|| ResultMsg::Info {
+                name: name.to_string(),
+                text: text.to_string(),
+            })
+        }
+        "end" => {
+            let mut w = rest.split(' ');
+            let name = w.next().filter(|n| !n.is_empty())?.to_string();
+            let status = w.next()?.parse().ok()?;
+            Some(ResultMsg::End {
+                name,
+                status,
+                taint: w.next().and_then(taint),
+            })
+        }
+        "done" if rest.is_empty() => Some(ResultMsg::Done),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +194,14 @@ mod tests {
         assert_eq!(
             classify("ktest-guest: error: no port"),
             Line::GuestError("no port".into())
+        );
+        assert_eq!(
+            classify("[    2.000001] ktest-guest: subtest-begin write_back"),
+            Line::SubtestBegin("write_back".into())
+        );
+        assert_eq!(
+            classify("ktest-guest: subtest-end a\r"),
+            Line::SubtestEnd("a".into())
         );
     }
 
@@ -144,8 +232,41 @@ mod tests {
 
     #[test]
     fn result_port() {
-        assert_eq!(parse_result("status 0\n"), Some(0));
-        assert_eq!(parse_result("status 7"), Some(7));
-        assert_eq!(parse_result("garbage"), None);
+        assert_eq!(
+            parse_result("begin a_b 0\n"),
+            Some(ResultMsg::Begin {
+                name: "a_b".into(),
+                taint: Some(0)
+            })
+        );
+        assert_eq!(
+            parse_result("end a_b 4 512"),
+            Some(ResultMsg::End {
+                name: "a_b".into(),
+                status: 4,
+                taint: Some(512)
+            })
+        );
+        assert_eq!(
+            parse_result("end x 1 -"),
+            Some(ResultMsg::End {
+                name: "x".into(),
+                status: 1,
+                taint: None
+            })
+        );
+        assert_eq!(
+            parse_result("info x skip needs a disk"),
+            Some(ResultMsg::Info {
+                name: "x".into(),
+                text: "skip needs a disk".into()
+            })
+        );
+        assert_eq!(parse_result("kernel 6.1.0"), Some(ResultMsg::Kernel("6.1.0".into())));
+        assert_eq!(parse_result("done"), Some(ResultMsg::Done));
+        for bad in ["garbage", "end x", "end x y", "begin", "done now", "status 0"] {
+            assert_eq!(parse_result(bad), None, "{bad}");
+        }
+        assert_eq!(parse_result(&format!("info x {}", "y".repeat(5000))), None);
     }
 }

@@ -180,17 +180,24 @@ enum Stopped {
     Interrupted,
 }
 
-/// Runs `test deps` and collects its output; see the module comment.
-fn run(test: &Path, limit: Duration) -> Result<std::result::Result<Finished, Stopped>> {
+/// Runs `test MODE` (`deps` or `list-tests`) and collects its output; see
+/// the module comment.
+fn run(
+    test: &Path,
+    mode: &str,
+    limit: Duration,
+) -> Result<std::result::Result<Finished, Stopped>> {
     let shown = test.display();
+    let lib = crate::testlib::HostCopy::create()?;
     let mut cmd = Command::new(test);
-    cmd.arg("deps")
+    cmd.arg(mode)
+        .env(crate::testlib::VAR, lib.path())
         .current_dir(test.parent().unwrap_or(Path::new("/")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut group = Group::spawn(&mut cmd, Signal::SIGKILL)
-        .map_err(|e| Error::usage(format!("{shown}: cannot run '{shown} deps': {e}")))?;
+        .map_err(|e| Error::usage(format!("{shown}: cannot run '{shown} {mode}': {e}")))?;
     let pipes = group.child().stdout.take().zip(group.child().stderr.take());
     let (out, err) = pipes.ok_or_else(|| Error::infra("deps: no output pipes"))?;
     let pipe_err = |e: std::io::Error| Error::infra(format!("deps: setting up its output: {e}"));
@@ -223,7 +230,7 @@ fn run(test: &Path, limit: Duration) -> Result<std::result::Result<Finished, Sto
     }
     let status = group
         .finish()
-        .map_err(|e| Error::infra(format!("waiting for '{shown} deps': {e}")))?;
+        .map_err(|e| Error::infra(format!("waiting for '{shown} {mode}': {e}")))?;
     let [out, err] = streams;
     Ok(Ok(Finished {
         status,
@@ -232,43 +239,67 @@ fn run(test: &Path, limit: Duration) -> Result<std::result::Result<Finished, Sto
     }))
 }
 
-/// The error for deps stopped by ktest.
-fn stopped_error(shown: &str, why: Stopped) -> Error {
+/// The error for a query stopped by ktest.
+fn stopped_error(shown: &str, mode: &str, why: Stopped) -> Error {
     match why {
         Stopped::TimeLimit(limit) => Error::usage(format!(
-            "{shown}: '{shown} deps' did not finish within {} s and was killed with everything it started; deps mode must only print declarations and exit ({TIME_LIMIT_VAR} sets the limit in seconds)",
+            "{shown}: '{shown} {mode}' did not finish within {} s and was killed with everything it started; {mode} mode must only print and exit ({TIME_LIMIT_VAR} sets the limit in seconds)",
             limit.as_secs()
         )),
         Stopped::TooMuchOutput => Error::usage(format!(
-            "{shown}: '{shown} deps' printed more than {} MiB and was killed; deps mode must only print KEY=VALUE lines and exit",
+            "{shown}: '{shown} {mode}' printed more than {} MiB and was killed; {mode} mode must only print a few lines and exit",
             OUTPUT_LIMIT >> 20
         )),
         Stopped::Interrupted => Error::new(
             Code::Interrupted,
-            format!("interrupted: '{shown} deps' was stopped"),
+            format!("interrupted: '{shown} {mode}' was stopped"),
         ),
     }
 }
 
-/// Runs `test deps` in the test's directory and parses what it declares.
-pub fn read(test: &Path) -> Result<TestSpec> {
+/// Runs `test MODE` on the host in the test's directory, sandboxed as the
+/// module comment says, and returns its stdout; `what` tells the user what
+/// the mode must do when it fails.
+fn query(test: &Path, mode: &str, what: &str) -> Result<String> {
     check_executable(test)?;
     // `ktest build TEST` gets here before anything else installs them.
     signals::install();
     let limit = time_limit(std::env::var_os(TIME_LIMIT_VAR).as_deref())?;
     let shown = test.display().to_string();
-    let done = run(test, limit)?.map_err(|why| stopped_error(&shown, why))?;
+    let done = run(test, mode, limit)?.map_err(|why| stopped_error(&shown, mode, why))?;
     if !done.status.success() {
         let detail = done.stderr.text();
         let detail = detail.trim();
         return Err(Error::usage(format!(
-            "{shown}: '{shown} deps' failed ({}){}{detail}{}\n  a test must handle its first argument 'deps' by printing KEY=VALUE lines and exiting 0",
+            "{shown}: '{shown} {mode}' failed ({}){}{detail}{}\n  {what}",
             done.status,
             if detail.is_empty() { "" } else { ":\n  " },
             if done.stderr.truncated() { "\n  ..." } else { "" }
         )));
     }
-    spec::parse(&done.stdout.text()).map_err(|e| Error::usage(format!("{shown}: deps: {e}")))
+    Ok(done.stdout.text())
+}
+
+/// Runs `test deps` in the test's directory and parses what it declares.
+pub fn read(test: &Path) -> Result<TestSpec> {
+    let out = query(
+        test,
+        "deps",
+        "a test must handle its first argument 'deps' by printing KEY=VALUE lines and exiting 0",
+    )?;
+    let shown = test.display();
+    spec::parse(&out).map_err(|e| Error::usage(format!("{shown}: deps: {e}")))
+}
+
+/// Runs `test list-tests` (only for a file that declared `SUBTESTS=yes`)
+/// and returns its subtest names.
+pub fn list(test: &Path) -> Result<Vec<String>> {
+    let out = query(
+        test,
+        "list-tests",
+        "a test that declares SUBTESTS=yes must answer 'list-tests' with its subtest names, one per line",
+    )?;
+    crate::suite::parse_list(&out).map_err(|e| Error::usage(format!("{}: list-tests: {e}", test.display())))
 }
 
 #[cfg(test)]

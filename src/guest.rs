@@ -12,11 +12,29 @@ fn quote(p: &Path) -> String {
     shell_words::quote(&p.to_string_lossy()).into_owned()
 }
 
+/// Which subtests the guest runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subtests {
+    /// A file without subtests: run as `TEST ARGS...`, reported as this
+    /// one subtest.
+    Single(String),
+    /// `TEST run-tests NAME` for each, in order (names are `suite::valid_name`).
+    Named(Vec<String>),
+}
+
 /// The shell assignments lib/guest/init.sh sources: `ktest_test`,
 /// `ktest_testdir`, `ktest_links` (one host path per line),
-/// `ktest_output_end` (the line that ends the test's output) and the test's
-/// arguments as `set -- ...`.
-pub fn env_file(test: &Path, links: &[Required], output_end: &str, args: &[String]) -> String {
+/// `ktest_output_end` (the line that ends the test's output),
+/// `ktest_subtests` or `ktest_single`, `ktest_kernel_config`, and the
+/// test's arguments as `set -- ...`.
+pub fn env_file(
+    test: &Path,
+    links: &[Required],
+    output_end: &str,
+    subtests: &Subtests,
+    kernel_config: bool,
+    args: &[String],
+) -> String {
     let dir = test.parent().unwrap_or(Path::new("/"));
     let links: Vec<String> = links
         .iter()
@@ -34,6 +52,18 @@ pub fn env_file(test: &Path, links: &[Required], output_end: &str, args: &[Strin
         "ktest_output_end={}\n",
         shell_words::quote(output_end)
     ));
+    match subtests {
+        Subtests::Single(name) => {
+            s.push_str(&format!("ktest_single={}\n", shell_words::quote(name)))
+        }
+        Subtests::Named(names) => s.push_str(&format!(
+            "ktest_subtests={}\n",
+            shell_words::quote(&names.join("\n"))
+        )),
+    }
+    if kernel_config {
+        s.push_str("ktest_kernel_config=1\n");
+    }
     s.push_str("set --");
     for a in args {
         s.push(' ');
@@ -110,8 +140,12 @@ mod tests {
             Path::new("/t/my test"),
             &links,
             "ktest-output-end 1f",
+            &Subtests::Single("my_test".into()),
+            false,
             &["a b".to_string(), "it's".to_string()],
         );
+        assert!(env.contains("ktest_single=my_test\n"), "{env}");
+        assert!(!env.contains("ktest_kernel_config"), "{env}");
         assert!(env.contains("ktest_test='/t/my test'\n"), "{env}");
         assert!(env.contains("ktest_testdir=/t\n"), "{env}");
         // Files already beside the test need no link.
@@ -125,13 +159,21 @@ mod tests {
 
     #[test]
     fn env_is_valid_shell() {
-        let env = env_file(Path::new("/t/x"), &[], "e", &["$(rm -rf /)".to_string()]);
+        let names = Subtests::Named(vec!["a".into(), "b.c".into()]);
+        let env = env_file(Path::new("/t/x"), &[], "e", &names, true, &["$(rm -rf /)".to_string()]);
+        // As lib/guest/init.sh loops over them.
+        let script = "for n in $ktest_subtests; do printf '%s,' \"$n\"; done";
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("{env}\nprintf '%s|' \"$ktest_test\" \"$1\""))
+            .arg(format!(
+                "{env}\nprintf '%s|' \"$ktest_test\" \"$1\" $ktest_kernel_config; {script}"
+            ))
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "/t/x|$(rm -rf /)|");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/t/x|$(rm -rf /)|1|a,b.c,"
+        );
     }
 
     #[test]

@@ -15,28 +15,34 @@ mod guest;
 mod guest_init;
 mod host_fit;
 mod kernel;
+#[allow(dead_code)]
+mod kernel_log;
+#[allow(dead_code)]
+mod ktap;
+mod launch;
 mod outcome;
 mod output;
 mod plan;
+mod prepare;
 mod process_group;
 mod procinfo;
 mod qmp;
-// Wired into `run` as the suite runner lands; until then parts are unused.
-#[allow(dead_code)]
 mod report;
 mod require;
-#[allow(dead_code)]
 mod results;
 mod rootfs;
 mod run;
+mod runner;
 mod signals;
 mod sock;
 mod spec;
 mod sshkey;
 mod state;
 mod status;
+mod suite;
 mod supervise;
 mod terminal;
+mod testlib;
 mod values;
 mod vmlock;
 
@@ -96,6 +102,7 @@ fn dispatch(cli: cli::Cli) -> error::Result<Code> {
         cli::Command::Mon { command } => attach::mon(&db, command),
         cli::Command::Sysrq { key } => attach::sysrq(&db, key),
         cli::Command::Status => status::status(&db),
+        cli::Command::List { tests } => run::list(&tests),
         cli::Command::Stop => attach::stop(&db),
     }
 }

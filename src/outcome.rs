@@ -2,15 +2,12 @@
 
 use crate::error::Code;
 
-/// What the supervisor observed.
+/// What the supervisor observed of a VM as a whole. What each subtest
+/// did is the runner's (src/runner/session.rs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
-    /// The exit status the guest reported on the result port.
-    pub status: Option<i32>,
-    /// The console showed `TEST SUCCESS`.
-    pub said_success: bool,
-    /// The console showed `TEST FAILED`.
-    pub said_failed: bool,
+    /// The guest said every subtest ran (`done` on the result port).
+    pub done: bool,
     /// The first console line that showed a kernel crash.
     pub crash: Option<String>,
     /// The guest init reported an error before running the test.
@@ -19,13 +16,15 @@ pub struct Observed {
     pub timed_out: Option<u64>,
     /// ktest was interrupted (Ctrl-C, SIGTERM, SIGHUP).
     pub interrupted: bool,
+    /// The runner stopped the VM early (fail fast).
+    pub stopped: bool,
     /// The guest init started the test.
     pub started: bool,
     /// qemu exited on its own, with this description, before a verdict.
     pub qemu_exit: Option<String>,
 }
 
-/// The verdict of one run.
+/// The verdict of a VM or a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// How ktest exits.
@@ -34,9 +33,10 @@ pub struct Verdict {
     pub summary: String,
 }
 
-/// Decides the verdict. A crash beats everything but an interruption: a
-/// test that exits 0 after the kernel oopsed has not passed.
-pub fn decide(o: &Observed) -> Verdict {
+/// Why a VM ran no subtest at all, when it ran none. An interruption
+/// comes first, then a crash (a kernel that panics at boot), then the
+/// guest's own error, then qemu's.
+pub fn vm_failure(o: &Observed) -> Verdict {
     let v = |code, summary: String| Verdict { code, summary };
     if o.interrupted {
         return v(Code::Interrupted, "interrupted; VM stopped".into());
@@ -50,128 +50,97 @@ pub fn decide(o: &Observed) -> Verdict {
             format!("the guest could not run the test: {e}"),
         );
     }
-    match o.status {
-        Some(0) if !o.said_failed => return v(Code::Passed, "passed".into()),
-        Some(0) => {
-            return v(
-                Code::TestFailed,
-                "failed (printed TEST FAILED, exited 0)".into(),
-            )
-        }
-        Some(n) => return v(Code::TestFailed, format!("failed (exit status {n})")),
-        None => {}
-    }
-    if o.said_failed {
-        return v(Code::TestFailed, "failed (printed TEST FAILED)".into());
-    }
-    if o.said_success {
-        return v(Code::Passed, "passed (printed TEST SUCCESS)".into());
-    }
     if let Some(secs) = o.timed_out {
-        return v(Code::Timeout, format!("timed out after {secs} s"));
+        return v(Code::Timeout, format!("timed out after {secs} s before the test started"));
     }
     match (&o.qemu_exit, o.started) {
         (Some(how), false) => v(Code::Infra, format!("qemu {how} before the test started")),
         (Some(how), true) => v(
             Code::Crash,
-            format!(
-                "the VM stopped without a verdict (qemu {how}); did the test reboot or kill init?"
-            ),
+            format!("the VM stopped without a verdict (qemu {how}); did the test reboot or kill init?"),
         ),
         (None, _) => v(Code::Crash, "the VM stopped without a verdict".into()),
+    }
+}
+
+/// ktest's exit code for a run's subtests: 0 when every one passed or was
+/// skipped; otherwise the gravest thing that happened: an interruption,
+/// then a crash, then a time-out, then a failure.
+pub fn exit_code(verdicts: impl IntoIterator<Item = crate::results::Verdict>, interrupted: bool) -> Code {
+    use crate::results::Verdict as V;
+    if interrupted {
+        return Code::Interrupted;
+    }
+    let mut code = Code::Passed;
+    for v in verdicts {
+        let c = match v {
+            V::Pass | V::Skip | V::NotRun => Code::Passed,
+            V::Fail => Code::TestFailed,
+            V::Timeout => Code::Timeout,
+            V::Crash => Code::Crash,
+        };
+        if rank(c) > rank(code) {
+            code = c;
+        }
+    }
+    code
+}
+
+fn rank(c: Code) -> u8 {
+    match c {
+        Code::Passed => 0,
+        Code::TestFailed => 1,
+        Code::Timeout => 2,
+        Code::Crash => 3,
+        _ => 4,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::Verdict as V;
 
-    fn obs() -> Observed {
-        Observed {
+    #[test]
+    fn the_gravest_subtest_decides_the_exit_code() {
+        assert_eq!(exit_code([], false), Code::Passed);
+        assert_eq!(exit_code([V::Pass, V::Skip], false), Code::Passed);
+        assert_eq!(exit_code([V::Pass, V::Fail], false), Code::TestFailed);
+        assert_eq!(exit_code([V::Fail, V::Timeout, V::Pass], false), Code::Timeout);
+        assert_eq!(exit_code([V::Crash, V::Timeout, V::Fail], false), Code::Crash);
+        assert_eq!(exit_code([V::Pass], true), Code::Interrupted);
+    }
+
+    #[test]
+    fn a_vm_that_ran_nothing() {
+        let started = Observed {
             started: true,
             ..Observed::default()
-        }
-    }
-
-    #[test]
-    fn exit_status_decides() {
-        assert_eq!(
-            decide(&Observed {
-                status: Some(0),
-                ..obs()
-            })
-            .code,
-            Code::Passed
-        );
-        let f = decide(&Observed {
-            status: Some(3),
-            ..obs()
-        });
-        assert_eq!(f.code, Code::TestFailed);
-        assert!(f.summary.contains("exit status 3"));
-    }
-
-    #[test]
-    fn sentinels() {
-        let hung_after_success = Observed {
-            said_success: true,
-            timed_out: Some(5),
-            ..obs()
         };
-        assert_eq!(decide(&hung_after_success).code, Code::Passed);
-        assert_eq!(
-            decide(&Observed {
-                said_failed: true,
-                ..obs()
-            })
-            .code,
-            Code::TestFailed
-        );
-        let both = Observed {
-            status: Some(0),
-            said_failed: true,
-            ..obs()
-        };
-        assert_eq!(decide(&both).code, Code::TestFailed);
-    }
-
-    #[test]
-    fn crash_beats_status_and_interrupt_beats_all() {
-        let c = Observed {
-            status: Some(0),
-            crash: Some("Kernel panic - x".into()),
-            ..obs()
-        };
-        assert_eq!(decide(&c).code, Code::Crash);
-        let i = Observed {
-            interrupted: true,
-            ..c
-        };
-        assert_eq!(decide(&i).code, Code::Interrupted);
-    }
-
-    #[test]
-    fn timeouts_and_silent_exits() {
-        let t = decide(&Observed {
-            timed_out: Some(30),
-            ..obs()
-        });
-        assert_eq!(t.code, Code::Timeout);
-        assert_eq!(t.summary, "timed out after 30 s");
         let early = Observed {
             qemu_exit: Some("exited with status 1".into()),
             ..Observed::default()
         };
-        assert_eq!(decide(&early).code, Code::Infra);
+        assert_eq!(vm_failure(&early).code, Code::Infra);
         let late = Observed {
             qemu_exit: Some("exited with status 0".into()),
-            ..obs()
+            ..started.clone()
         };
-        assert_eq!(decide(&late).code, Code::Crash);
-        let g = decide(&Observed {
+        assert_eq!(vm_failure(&late).code, Code::Crash);
+        let g = vm_failure(&Observed {
             guest_error: Some("no port".into()),
-            ..obs()
+            ..started.clone()
         });
         assert_eq!(g.code, Code::Infra);
+        let c = Observed {
+            crash: Some("Kernel panic - x".into()),
+            ..started
+        };
+        assert_eq!(vm_failure(&c).code, Code::Crash);
+        let i = Observed {
+            interrupted: true,
+            ..c
+        };
+        assert_eq!(vm_failure(&i).code, Code::Interrupted);
     }
 }

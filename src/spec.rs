@@ -45,6 +45,13 @@ pub struct TestSpec {
     pub append: Vec<String>,
     /// Kernel options the test needs (`KCONFIG`).
     pub kconfig: Vec<KconfigOption>,
+    /// The file answers `list-tests` and `run-tests NAME` (`SUBTESTS=yes`).
+    /// Without it ktest never asks: a plain script would run its body on
+    /// the host.
+    pub subtests: bool,
+    /// Kernel-log kinds its subtests may produce without failing (`ALLOW`),
+    /// as declared; checked against the known kinds when the run starts.
+    pub allow: Vec<String>,
 }
 
 /// A declaration error: which line, which key, what is wrong.
@@ -71,7 +78,8 @@ impl std::fmt::Display for DeclError {
 
 /// The keys ktest understands, for error messages.
 pub const KEYS: &[&str] = &[
-    "MEM", "CPUS", "SCRATCH", "REQUIRE", "LREQUIRE", "TIMEOUT", "APPEND", "KCONFIG",
+    "MEM", "CPUS", "SCRATCH", "REQUIRE", "LREQUIRE", "TIMEOUT", "APPEND", "KCONFIG", "SUBTESTS",
+    "ALLOW",
 ];
 
 /// Splits a line into key and raw value if it has the form `KEY=VALUE`.
@@ -165,6 +173,14 @@ pub fn parse(output: &str) -> Result<TestSpec, DeclError> {
                     spec.append.push(value);
                 }
             }
+            "SUBTESTS" => {
+                spec.subtests = match value.as_str() {
+                    "yes" | "1" => true,
+                    "no" | "0" => false,
+                    _ => return Err(err(format!("'{value}': expected yes or no"))),
+                }
+            }
+            "ALLOW" => spec.allow.extend(list(&value).map(str::to_lowercase)),
             "KCONFIG" => {
                 for item in list(&value) {
                     spec.kconfig.push(parse_kconfig(item).map_err(err)?);
@@ -239,6 +255,16 @@ KCONFIG=BCACHE,CONFIG_HZ=1000
                 },
             ]
         );
+    }
+
+    #[test]
+    fn subtests_and_allowances() {
+        let s = parse("MEM=256M\nSUBTESTS=yes\nALLOW=Warning,taint\nALLOW=lockdep").unwrap();
+        assert!(s.subtests);
+        assert_eq!(s.allow, vec!["warning", "taint", "lockdep"]);
+        assert!(!parse("MEM=256M").unwrap().subtests);
+        let e = parse("MEM=256M\nSUBTESTS=maybe").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("SUBTESTS"));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! byte (a shell prompt has no newline), and the VM stays up after the test
 //! until it powers off, the user quits (Ctrl-A X) or ktest is signalled.
 
-use crate::console::{self, Line};
+use crate::console::{self, Line, ResultMsg};
 use crate::error::{Context, Error, Result};
 use crate::outcome::Observed;
 use crate::plan::{names, VmPlan};
@@ -25,7 +25,7 @@ use crate::terminal::{self, Escape, Key, RawMode};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -45,9 +45,12 @@ const CONTEXT_LINES: usize = 40;
 
 /// How a run is watched.
 pub struct Options {
-    /// Time limit for the whole VM run; `None` for none (a person is
-    /// driving an interactive session).
+    /// Time limit for each subtest, from its start (and for the boot, up to
+    /// the first); `None` for none (a person is driving an interactive
+    /// session).
     pub timeout: Option<Duration>,
+    /// Set by the runner to stop the VM early (fail fast).
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Show the boot log, not only the test's part of the console.
     pub verbose: bool,
     /// Where the console log goes.
@@ -69,6 +72,37 @@ pub enum Interactive {
     AfterTest,
 }
 
+/// What the supervisor saw, in order, for the runner to judge and the
+/// reporters to show. The supervisor itself shows nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEvent {
+    /// A complete console line; `shown` when the user should see it live
+    /// (the test is running, or `-v`).
+    Console { line: String, shown: bool },
+    /// A line of the test's output (the markers taken out).
+    Output { line: String, shown: bool },
+    /// The guest init's mark in the test's output: a subtest begins or ends.
+    OutputMark(Mark),
+    /// A message on the result port.
+    Result(ResultMsg),
+    /// Bytes for the user's terminal as they are (interactive sessions).
+    Raw(Vec<u8>),
+    /// ktest's remark for the user.
+    Note(String),
+    /// The console lines the user has not seen, after a crash or a failure
+    /// before the test started.
+    Context(Vec<String>),
+}
+
+/// A subtest boundary in the test's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// The named subtest starts.
+    Begin(String),
+    /// The named subtest ended.
+    End(String),
+}
+
 enum Event {
     /// Bytes from the serial console, as they came.
     Console(Vec<u8>),
@@ -76,7 +110,7 @@ enum Event {
     Output(Vec<u8>),
     /// Bytes the user typed (interactive sessions).
     Input(Vec<u8>),
-    Result(i32),
+    Result(ResultMsg),
     QemuExit(ExitStatus),
     QemuStderr(String),
 }
@@ -134,6 +168,9 @@ fn read_input(tx: Sender<Event>) {
     terminal::pump(std::io::stdin(), |b| tx.send(Event::Input(b)).is_ok());
 }
 
+/// The longest line ktest keeps whole; longer ones are cut.
+const LINE_MAX: usize = 64 << 10;
+
 /// Reassembles console lines from the chunks the console socket delivers.
 #[derive(Debug, Default)]
 struct LineBuf {
@@ -155,6 +192,16 @@ impl LineBuf {
                 self.partial.clear();
                 Some(line)
             }
+            None if self.partial.len() + bytes.len() > LINE_MAX => {
+                // A guest that never ends its line must not grow ktest
+                // without bound: what there is becomes a line.
+                let take = LINE_MAX.saturating_sub(self.partial.len()).min(bytes.len());
+                self.partial.extend_from_slice(&bytes[..take]);
+                *bytes = &bytes[take..];
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                Some(line)
+            }
             None => {
                 self.partial.extend_from_slice(bytes);
                 *bytes = &[];
@@ -168,12 +215,18 @@ fn read_result(listener: UnixListener, tx: Sender<Event>) {
     let Ok((stream, _)) = listener.accept() else {
         return;
     };
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { return };
-        if let Some(code) = console::parse_result(&line) {
-            let _ = tx.send(Event::Result(code));
+    let mut lines = LineBuf::default();
+    terminal::pump(stream, |bytes| {
+        let mut rest = bytes.as_slice();
+        while let Some(line) = lines.next_line(&mut rest) {
+            if let Some(msg) = console::parse_result(&line) {
+                if tx.send(Event::Result(msg)).is_err() {
+                    return false;
+                }
+            }
         }
-    }
+        true
+    });
 }
 
 /// Asks the guest kernel for all task stacks: a serial break followed by
@@ -210,6 +263,7 @@ pub fn run(
     vm_dir: &Path,
     opts: &Options,
     on_spawn: impl FnOnce(u32),
+    sink: &mut dyn FnMut(VmEvent),
 ) -> Result<Observed> {
     let console_listener = crate::sock::bind(vm_dir, names::CONSOLE)
         .context(|| format!("listening on {}/{}", vm_dir.display(), names::CONSOLE))?;
@@ -262,6 +316,8 @@ pub fn run(
     }
     drop(tx);
     let mut watcher = Watcher {
+        sink,
+        current: None,
         obs: Observed::default(),
         recent: VecDeque::new(),
         verbose: opts.verbose,
@@ -277,6 +333,8 @@ pub fn run(
     let start = Instant::now();
     let mut wait = Wait::Test;
     let mut deadline = opts.timeout.map(|t| start + t);
+    // Each subtest gets the whole time limit from its start.
+    let mut since = start;
     let mut console_writer: Option<UnixStream> = None;
     let mut end_seen = false;
     let mut escape = Escape::default();
@@ -288,7 +346,7 @@ pub fn run(
     if boot {
         watcher.raw = true;
         raw_mode = RawMode::enter();
-        crate::errln!("ktest: booting; the console is yours ({})", terminal::HELP);
+        watcher.note(format!("booting; the console is yours ({})", terminal::HELP));
     }
 
     'events: loop {
@@ -298,6 +356,10 @@ pub fn run(
         if let (Some(w), false) = (console_writer.as_mut(), typed.is_empty()) {
             let _ = w.write_all(&typed);
             typed.clear();
+        }
+        if opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            watcher.obs.stopped = true;
+            break;
         }
         if signals::interrupted() {
             // Once an interactive test has ended, stopping the VM is how the
@@ -309,9 +371,13 @@ pub fn run(
         if let Some(d) = deadline.filter(|d| now >= *d) {
             match wait {
                 Wait::Test => {
-                    let secs = (d - start).as_secs();
+                    let secs = (d - since).as_secs();
                     watcher.obs.timed_out = Some(secs);
-                    crate::errln!("ktest: timed out after {secs} s; asking the guest for task stacks (sysrq-t)");
+                    let what = match &watcher.current {
+                        Some(name) => format!("subtest {name}"),
+                        None => "the test".into(),
+                    };
+                    watcher.note(format!("{what} timed out after {secs} s; asking the guest for task stacks (sysrq-t)"));
                     if sysrq_over_console(vm_dir, console_writer.as_mut(), 't') {
                         wait = Wait::Sysrq;
                         deadline = Some(now + SYSRQ_GRACE);
@@ -344,10 +410,10 @@ pub fn run(
                                 Some(Interactive::AfterTest) if !watcher.raw => {
                                     watcher.raw = true;
                                     raw_mode = RawMode::enter();
-                                    crate::errln!(
-                                        "ktest: the test ended; the VM stays up with a shell on its console ({})",
+                                    watcher.note(format!(
+                                        "the test ended; the VM stays up with a shell on its console ({})",
                                         terminal::HELP
-                                    );
+                                    ));
                                 }
                                 None if watcher.complete() => break 'events,
                                 _ => {}
@@ -398,19 +464,40 @@ pub fn run(
                                 serde_json::json!({"id": "con"}),
                             );
                         }
-                        Key::Help => crate::err!("\r\nktest: {}\r\n", terminal::HELP),
+                        Key::Help => watcher.raw_bytes(format!("\r\nktest: {}\r\n", terminal::HELP).into_bytes()),
                     }
                 }
             }
-            Event::Result(code) => {
-                watcher.obs.status = Some(code);
-                if opts.interactive.is_none() {
+            Event::Result(msg) => {
+                let now = Instant::now();
+                match &msg {
+                    ResultMsg::Begin { name, .. } => {
+                        watcher.current = Some(name.clone());
+                        if wait == Wait::Test {
+                            since = now;
+                            deadline = opts.timeout.map(|t| now + t);
+                        }
+                    }
+                    ResultMsg::End { .. } => {
+                        watcher.current = None;
+                        if wait == Wait::Sentinel {
+                            // The subtest that printed it ended after all.
+                            wait = Wait::Test;
+                            since = now;
+                            deadline = opts.timeout.map(|t| now + t);
+                        }
+                    }
+                    ResultMsg::Done => watcher.obs.done = true,
+                    _ => {}
+                }
+                (watcher.sink)(VmEvent::Result(msg));
+                if watcher.obs.done && opts.interactive.is_none() {
                     if end_seen && watcher.complete() {
                         break;
                     }
                     if wait != Wait::Crash {
                         wait = Wait::Drain;
-                        deadline = Some(Instant::now() + DRAIN_GRACE);
+                        deadline = Some(now + DRAIN_GRACE);
                     }
                 }
             }
@@ -426,7 +513,7 @@ pub fn run(
     stop(&mut qemu, &rx, &mut watcher, &mut log);
     if raw_mode.take().is_some() {
         // The guest may have left the cursor mid-line.
-        crate::errln!();
+        watcher.raw_bytes(b"\r\n".to_vec());
     }
     if watcher.obs.crash.is_some() {
         watcher.show_context();
@@ -443,9 +530,39 @@ pub fn run(
         }
     }
     if opts.verbose && !watcher.qemu_stderr.trim().is_empty() {
-        crate::errln!("ktest: qemu said: {}", watcher.qemu_stderr.trim());
+        let said = format!("qemu said: {}", watcher.qemu_stderr.trim());
+        watcher.note(said);
     }
     Ok(watcher.obs)
+}
+
+/// What the guest init's marker in the test's output says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OutputMark {
+    /// A subtest boundary.
+    Subtest(Mark),
+    /// The end of all output.
+    Done,
+}
+
+/// Splits an output line into the test's text before the run's marker
+/// (the marker may end a line the test did not finish) and what the
+/// marker says. A line without the marker is all text.
+fn split_output_mark<'l>(line: &'l str, marker: &str) -> (Option<&'l str>, Option<OutputMark>) {
+    let Some(at) = line.find(marker) else {
+        return (Some(line), None);
+    };
+    let text = Some(&line[..at]).filter(|t| !t.is_empty());
+    let rest = line[at + marker.len()..].trim();
+    let mark = if rest.is_empty() {
+        Some(OutputMark::Done)
+    } else if let Some(name) = rest.strip_prefix("begin ") {
+        Some(OutputMark::Subtest(Mark::Begin(name.trim().to_string())))
+    } else {
+        rest.strip_prefix("end ")
+            .map(|name| OutputMark::Subtest(Mark::End(name.trim().to_string())))
+    };
+    (text, mark)
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -459,7 +576,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// Stops qemu (SIGTERM, then SIGKILL) and drains what the console still
 /// had to say.
-fn stop(qemu: &mut Qemu, rx: &Receiver<Event>, watcher: &mut Watcher, log: &mut std::fs::File) {
+fn stop(qemu: &mut Qemu, rx: &Receiver<Event>, watcher: &mut Watcher<'_>, log: &mut std::fs::File) {
     if !qemu.exited {
         let _ = kill(qemu.pid, Signal::SIGTERM);
     }
@@ -492,8 +609,11 @@ fn stop(qemu: &mut Qemu, rx: &Receiver<Event>, watcher: &mut Watcher, log: &mut 
             Ok(Event::QemuExit(_)) => qemu.exited = true,
             Ok(Event::Input(_)) => {}
             Ok(Event::QemuStderr(s)) => watcher.qemu_stderr.push_str(&s),
-            Ok(Event::Result(code)) => {
-                watcher.obs.status.get_or_insert(code);
+            Ok(Event::Result(msg)) => {
+                if msg == ResultMsg::Done {
+                    watcher.obs.done = true;
+                }
+                (watcher.sink)(VmEvent::Result(msg));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -501,8 +621,12 @@ fn stop(qemu: &mut Qemu, rx: &Receiver<Event>, watcher: &mut Watcher, log: &mut 
     }
 }
 
-/// Console bookkeeping: display, context for crash reports, observations.
-struct Watcher {
+/// Console bookkeeping: what to show, context for crash reports,
+/// observations; everything goes out through `sink`.
+struct Watcher<'a> {
+    sink: &'a mut dyn FnMut(VmEvent),
+    /// The subtest running, from the result port.
+    current: Option<String>,
     obs: Observed,
     recent: VecDeque<String>,
     verbose: bool,
@@ -523,15 +647,23 @@ struct Watcher {
     ended: bool,
 }
 
-impl Watcher {
+impl Watcher<'_> {
+    fn note(&mut self, text: String) {
+        (self.sink)(VmEvent::Note(text));
+    }
+
+    fn raw_bytes(&mut self, bytes: Vec<u8>) {
+        (self.sink)(VmEvent::Raw(bytes));
+    }
+
     fn shown(&self) -> bool {
         self.verbose || (self.obs.started && !self.ended)
     }
 
-    /// The test's status came, and all of its output: the run can end
+    /// Every subtest ran, and all of the output came: the run can end
     /// once the console has shown the end marker too.
     fn complete(&self) -> bool {
-        self.obs.status.is_some() && self.output_done
+        self.obs.done && self.output_done
     }
 
     /// Takes the next complete line of the test's output out of `bytes`,
@@ -543,31 +675,25 @@ impl Watcher {
         log: &mut std::fs::File,
     ) -> Option<Option<console::Sentinel>> {
         let line = self.output.next_line(bytes)?;
-        // The end marker follows the test's last byte, which may not have
-        // been a newline.
-        let line = match line.strip_suffix(self.output_end.as_str()) {
-            Some(rest) => {
-                self.output_done = true;
-                if rest.is_empty() {
-                    return Some(None);
-                }
-                rest.to_string()
+        let (text, mark) = split_output_mark(&line, &self.output_end);
+        // The text came before the mark: it is the ending subtest's.
+        let sentinel = text.map(|line| {
+            let line = line.to_string();
+            let _ = writeln!(log, "{line}");
+            let shown = !self.raw;
+            if self.raw {
+                self.raw_bytes(format!("{line}\r\n").into_bytes());
             }
-            None => line,
-        };
-        let _ = writeln!(log, "{line}");
-        if self.raw {
-            crate::out!("{line}\r\n");
-        } else {
-            crate::outln!("{line}");
-        }
-        let sentinel = console::sentinel(&line);
-        match sentinel {
-            Some(console::Sentinel::Success) => self.obs.said_success = true,
-            Some(console::Sentinel::Failed) => self.obs.said_failed = true,
+            let sentinel = console::sentinel(&line);
+            (self.sink)(VmEvent::Output { line, shown });
+            sentinel
+        });
+        match mark {
+            Some(OutputMark::Done) => self.output_done = true,
+            Some(OutputMark::Subtest(m)) => (self.sink)(VmEvent::OutputMark(m)),
             None => {}
         }
-        Some(sentinel)
+        Some(sentinel.flatten())
     }
 
     /// Takes the next complete console line out of `bytes`, logs and
@@ -578,9 +704,8 @@ impl Watcher {
         let before = *bytes;
         let line = self.lines.next_line(bytes);
         if self.raw {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&before[..before.len() - bytes.len()]);
-            let _ = out.flush();
+            let echoed = before[..before.len() - bytes.len()].to_vec();
+            self.raw_bytes(echoed);
         }
         let line = line?;
         let _ = writeln!(log, "{line}");
@@ -600,9 +725,16 @@ impl Watcher {
             }
             _ => {}
         }
-        if !self.raw && self.shown() && !matches!(kind, Line::Start | Line::End(_)) {
-            crate::outln!("{line}");
-        }
+        let shown = !self.raw
+            && self.shown()
+            && !matches!(
+                kind,
+                Line::Start | Line::End(_) | Line::SubtestBegin(_) | Line::SubtestEnd(_)
+            );
+        (self.sink)(VmEvent::Console {
+            line: line.to_string(),
+            shown,
+        });
         if self.recent.len() == CONTEXT_LINES {
             self.recent.pop_front();
         }
@@ -617,16 +749,45 @@ impl Watcher {
             return;
         }
         self.shown_context = true;
-        crate::errln!("ktest: last console lines:");
-        for l in &self.recent {
-            crate::errln!("  {l}");
-        }
+        let lines = self.recent.iter().cloned().collect();
+        (self.sink)(VmEvent::Context(lines));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_marks_are_cut_out_of_the_output() {
+        let m = "ktest-output-end 00ff";
+        assert_eq!(split_output_mark("hello", m), (Some("hello"), None));
+        assert_eq!(
+            split_output_mark("ktest-output-end 00ff begin a.b", m),
+            (None, Some(OutputMark::Subtest(Mark::Begin("a.b".into()))))
+        );
+        assert_eq!(
+            split_output_mark("no newline at the endktest-output-end 00ff end a", m),
+            (
+                Some("no newline at the end"),
+                Some(OutputMark::Subtest(Mark::End("a".into())))
+            )
+        );
+        assert_eq!(split_output_mark(m, m), (None, Some(OutputMark::Done)));
+        assert_eq!(
+            split_output_mark("ktest-output-end 00fe begin x", m),
+            (Some("ktest-output-end 00fe begin x"), None)
+        );
+    }
+
+    #[test]
+    fn endless_lines_are_cut() {
+        let mut b = LineBuf::default();
+        let big = vec![b'x'; LINE_MAX + 10];
+        let mut chunk: &[u8] = &big;
+        assert_eq!(b.next_line(&mut chunk).map(|l| l.len()), Some(LINE_MAX));
+        assert_eq!(chunk.len(), 10);
+    }
 
     #[test]
     fn lines_are_reassembled_across_chunks() {

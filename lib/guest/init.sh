@@ -12,8 +12,8 @@
 #               qemu snapshot, writable, and nothing reaches the image file.
 #               The same setup is done here in shell.
 #
-# Then it runs the test from its own directory and reports the exit status on
-# the virtio-serial port ktest.result. The test's stdout and stderr go to
+# Then it runs the test's subtests from the test's directory and reports
+# each one on the virtio-serial port ktest.result. The test's stdout and stderr go to
 # the port ktest.output, never to the console: the console carries only the
 # kernel's messages and this script's markers ("ktest-guest: ...", keep them
 # in sync with src/console.rs), so nothing a test prints can look like a
@@ -69,7 +69,10 @@ port=$KTEST_RESULT_PORT
 	die "no ktest.result/ktest.output virtio-serial ports (is CONFIG_VIRTIO_CONSOLE set?)"
 
 # ktest's assignments: ktest_test, ktest_testdir, ktest_links,
-# ktest_output_end, "$@" (no test for `ktest boot`); ktest_ssh_*
+# ktest_output_end, ktest_subtests (names, one per line) or ktest_single
+# (the one subtest's name, for a file without subtests, run with "$@"),
+# ktest_kernel_config (set when kernel.config is here) (no test for
+# `ktest boot`); ktest_ssh_*
 # (src/sshkey.rs) and ktest_shell,
 # ktest_term, ktest_rows, ktest_cols (src/guest.rs's session_env).
 . "$KTEST_DIR/run.env" || die "cannot read $KTEST_DIR/run.env"
@@ -157,6 +160,40 @@ else
 		</dev/null >/dev/console 2>&1 &
 fi
 
+# --- The subtests. ---
+# Each runs as its own process with its stdout and stderr on the output
+# port. Around each one the init reports on three channels, each in its own
+# order: the result port gets "begin NAME TAINT" and "end NAME STATUS
+# TAINT" (and the subtest's "info" lines), which decide the verdict; the
+# kernel log gets "ktest-guest: subtest-begin/-end NAME" through /dev/kmsg,
+# in printk order, so the host can cut the kernel's messages into each
+# subtest's share; the output port gets the run's random marker followed by
+# "begin NAME"/"end NAME", which cuts the test's output the same way. Only
+# builtins run between subtests: every exec costs 50 ms or more under TCG.
+# (src/supervise.rs and src/runner/session.rs read all of this.)
+run_subtest() {
+	name=$1
+	shift
+	: >"$KTEST_SUBTEST_INFO"
+	read -r taint </proc/sys/kernel/tainted || taint=-
+	echo "ktest-guest: subtest-begin $name" >/dev/kmsg
+	printf '%s begin %s\n' "$ktest_output_end" "$name" >&3
+	echo "begin $name $taint" >&4
+	KTEST_SUBTEST=$name "$@" >&3 2>&3 3>&- 4>&-
+	status=$?
+	# The subtest's last byte may not have been a newline: the marker may
+	# end its last line.
+	printf '%s end %s\n' "$ktest_output_end" "$name" >&3
+	read -r taint </proc/sys/kernel/tainted || taint=-
+	echo "ktest-guest: subtest-end $name" >/dev/kmsg
+	n=0
+	while [ $n -lt 32 ] && IFS= read -r line; do
+		echo "info $name $line" >&4
+		n=$((n + 1))
+	done <"$KTEST_SUBTEST_INFO"
+	echo "end $name $status $taint" >&4
+}
+
 if [ -n "$ktest_test" ]; then
 	# REQUIRE'd files appear beside the test; the overlay keeps the host intact.
 	echo "$ktest_links" | while IFS= read -r link; do
@@ -167,18 +204,28 @@ if [ -n "$ktest_test" ]; then
 
 	cd "$ktest_testdir" || die "cannot cd to $ktest_testdir"
 	export PATH="$ktest_testdir:$PATH"
-	# A virtio port opens once at a time, and the test's background
-	# processes may keep it open: open it once, here.
+	export KTEST_LIB="$KTEST_DIR/ktest.sh" KTEST_SUBTEST_INFO=/run/ktest-subtest-info
+	[ -n "$ktest_kernel_config" ] && export KTEST_KERNEL_CONFIG="$KTEST_DIR/kernel.config"
+	# Virtio ports open once at a time, and the test's background
+	# processes may keep one open: open both once, here.
 	# (A failed exec redirection would end this shell, PID 1: check first.)
 	[ -w "$KTEST_OUTPUT_PORT" ] || die "cannot write $KTEST_OUTPUT_PORT"
-	exec 3>"$KTEST_OUTPUT_PORT"
+	[ -w "$port" ] || die "cannot write $port"
+	exec 3>"$KTEST_OUTPUT_PORT" 4>"$port"
+	read -r release </proc/sys/kernel/osrelease && echo "kernel $release" >&4
 	echo "ktest-guest: start $ktest_test"
-	"$ktest_test" "$@" >&3 2>&3 3>&-
-	status=$?
+	if [ -n "$ktest_subtests" ]; then
+		# Names are validated on the host: no blanks, no glob characters.
+		for subtest in $ktest_subtests; do
+			run_subtest "$subtest" "$ktest_test" run-tests "$subtest"
+		done
+	else
+		run_subtest "$ktest_single" "$ktest_test" "$@"
+	fi
 	# Tells the host it has all of the test's output (src/supervise.rs).
 	printf '%s\n' "$ktest_output_end" >&3
-	echo "ktest-guest: end status=$status"
-	echo "status $status" >"$port"
+	echo done >&4
+	echo "ktest-guest: end status=0"
 else
 	cd "$HOME" 2>/dev/null || cd /
 fi

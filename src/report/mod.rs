@@ -3,6 +3,8 @@
 //! history) consumes them and decides what to show or write. The runner and
 //! the supervision loop print nothing themselves.
 
+pub mod basic;
+
 use crate::error::Result;
 use crate::results::{RunReport, SubtestResult};
 use std::path::PathBuf;
@@ -102,6 +104,24 @@ impl Reporters {
         match self.error {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+/// The reporters `ktest run` feeds: the terminal, and the report files the
+/// command line asks for.
+pub fn for_run(_db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
+    let mut r = Reporters::default();
+    r.add(Box::new(basic::Basic::new(args.verbose)));
+    Ok(r)
+}
+
+/// What `ktest boot` shows: the console as it comes, and ktest's notes.
+pub fn terminal_for_boot() -> impl FnMut(crate::supervise::VmEvent) {
+    let mut t = basic::Basic::new(false);
+    move |ev| {
+        for e in crate::runner::display(&ev) {
+            let _ = t.event(&e);
         }
     }
 }

@@ -1,0 +1,1 @@
+# ktest shell library (placeholder until the library lands)

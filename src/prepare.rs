@@ -1,0 +1,387 @@
+//! Everything decided before a VM exists: the test's declarations and
+//! subtests, the kernel and its config, REQUIRE'd files, qemu, the root, and
+//! whether this machine and kernel can take the VM at all. Shared by
+//! `ktest run` and `ktest boot`; nothing here starts a VM.
+
+use crate::cli::{BootArgs, RunArgs};
+use crate::config_file::FILE_NAME;
+use crate::deps;
+use crate::error::{Context, Error, Result};
+use crate::guest::Subtests;
+use crate::host_fit;
+use crate::kernel::{self, Kernel};
+use crate::plan::{self, PlanInput, Root};
+use crate::require::{self, Required};
+use crate::rootfs;
+use crate::spec::{KconfigOption, TestSpec};
+use crate::state;
+use crate::suite;
+use crate::values::{Cpus, TimeLimit};
+use std::path::{Path, PathBuf};
+
+/// The qemu binary: `$KTEST_QEMU`, else `qemu-system-x86_64` from PATH.
+pub fn find_qemu() -> Result<PathBuf> {
+    let name = std::env::var_os("KTEST_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into());
+    let name = PathBuf::from(name);
+    if name.components().count() > 1 {
+        return if name.is_file() {
+            Ok(name)
+        } else {
+            Err(Error::infra(format!(
+                "KTEST_QEMU={} does not exist",
+                name.display()
+            )))
+        };
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(&name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::infra(format!(
+                "{} not found in PATH\n  install qemu (Debian: apt-get install qemu-system-x86)",
+                name.display()
+            ))
+        })
+}
+
+/// Finds every REQUIRE and LREQUIRE file, or says which is missing.
+fn resolve_requires(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<Vec<Required>> {
+    let dir = test.parent().unwrap_or(Path::new("/"));
+    let path = std::env::var("PATH").ok();
+    let shown = test.display();
+    let mut found = Vec::new();
+    for entry in &spec.require {
+        let p = require::find(entry, dir, path.as_deref()).ok_or_else(|| {
+            Error::usage(format!(
+                "{shown}: REQUIRE={entry}: not found beside the test or in PATH"
+            ))
+        })?;
+        found.push((entry.clone(), p));
+    }
+    if !spec.lrequire.is_empty() {
+        let Some(tree) = &kernel.source else {
+            return Err(Error::usage(format!(
+                "{shown}: LREQUIRE={} needs the kernel source tree, and ktest does not know it\n  run from the kernel tree or give --kernel a build directory",
+                spec.lrequire.join(",")
+            )));
+        };
+        for entry in &spec.lrequire {
+            let p = require::find_in_tree(entry, tree).ok_or_else(|| {
+                Error::usage(format!(
+                    "{shown}: LREQUIRE={entry}: not found in {} (build it first, e.g. make -C {} {entry})",
+                    tree.display(),
+                    tree.display()
+                ))
+            })?;
+            found.push((entry.clone(), p));
+        }
+    }
+    require::place(found, dir).map_err(|e| Error::usage(format!("{shown}: REQUIRE: {e}")))
+}
+
+/// The kernel's parsed `.config` and its path, when ktest knows one.
+type Config = Option<(PathBuf, std::collections::HashMap<String, String>)>;
+
+pub fn read_config(kernel: &Kernel) -> Result<Config> {
+    let Some(path) = &kernel.config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+    Ok(Some((path.clone(), kernel::parse_config(&text))))
+}
+
+/// The options of `wanted` the config does not satisfy, for a message;
+/// `None` when it satisfies all.
+fn unmet(
+    config: &std::collections::HashMap<String, String>,
+    wanted: &[KconfigOption],
+) -> Option<String> {
+    let missing = kernel::missing_options(config, wanted);
+    (!missing.is_empty()).then(|| {
+        missing
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// Checks the test's KCONFIG against the kernel's config, when known.
+fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config) -> Result<()> {
+    if spec.kconfig.is_empty() {
+        return Ok(());
+    }
+    let Some((path, config)) = config else {
+        crate::errln!(
+            "ktest: warning: cannot check KCONFIG ({}): no .config known for {}",
+            spec.kconfig
+                .iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            kernel.image.display()
+        );
+        return Ok(());
+    };
+    match unmet(config, &spec.kconfig) {
+        None => Ok(()),
+        Some(missing) => Err(Error::usage(format!(
+            "{}: KCONFIG: the kernel lacks {missing} (config {})\n  rebuild the kernel with them",
+            test.display(),
+            path.display()
+        ))),
+    }
+}
+
+/// Options ktest's guest cannot boot without, built in (not modules: ktest
+/// boots with no initramfs).
+const GUEST_NEEDS: &[&str] = &[
+    "DEVTMPFS",
+    "TMPFS",
+    "SERIAL_8250_CONSOLE",
+    "VIRTIO_PCI",
+    "VIRTIO_CONSOLE",
+    "NET_9P",
+    "NET_9P_VIRTIO",
+    "9P_FS",
+];
+/// Also needed with the host's root.
+const HOST_ROOT_NEEDS: &[&str] = &["OVERLAY_FS"];
+/// Also needed with a root image (ext4 on virtio-blk).
+const IMAGE_ROOT_NEEDS: &[&str] = &["VIRTIO_BLK", "EXT4_FS"];
+
+/// Refuses, before booting, a kernel whose config shows it cannot run
+/// ktest's guest (a distribution kernel has virtio and 9p as modules), so
+/// the user gets the reason instead of a panic in the VM.
+fn check_bootable(kernel: &Kernel, root: &Root, config: &Config) -> Result<()> {
+    let Some((path, config)) = config else {
+        return Ok(());
+    };
+    let extra = if *root == Root::Host {
+        HOST_ROOT_NEEDS
+    } else {
+        IMAGE_ROOT_NEEDS
+    };
+    let wanted: Vec<KconfigOption> = GUEST_NEEDS
+        .iter()
+        .chain(extra)
+        .map(|n| KconfigOption {
+            name: n.to_string(),
+            value: Some("y".into()),
+        })
+        .collect();
+    match unmet(config, &wanted) {
+        None => Ok(()),
+        Some(missing) => Err(Error::usage(format!(
+            "{} cannot boot ktest's guest: it needs {missing} built in (config {})\n  ktest boots without an initramfs; build the kernel with lib/kconfig/ktest.config (ktest build does)",
+            kernel.image.display(),
+            path.display()
+        ))),
+    }
+}
+
+/// Everything decided before a VM exists.
+pub struct Prepared {
+    /// The test script; `None` for `ktest boot`.
+    pub test: Option<PathBuf>,
+    /// What it declared.
+    pub spec: TestSpec,
+    /// The subtests selected (`Single` with an empty name for `ktest boot`).
+    pub subtests: Subtests,
+    /// The kernel.
+    pub kernel: Kernel,
+    /// REQUIRE'd files, found on the host.
+    pub requires: Vec<Required>,
+    /// The qemu binary.
+    pub qemu: PathBuf,
+    /// The time limit per subtest, in seconds.
+    pub timeout: u64,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// The guest's init with the host's root (the ktest binary).
+    pub init: PathBuf,
+    /// The root filesystem.
+    pub root: Root,
+}
+
+/// The subtests a run selects: from `list-tests` for a file that declared
+/// `SUBTESTS=yes`, else the file itself as one subtest.
+fn subtests(test: &Path, spec: &TestSpec, patterns: &[String]) -> Result<Subtests> {
+    for kind in &spec.allow {
+        if crate::kernel_log::Kind::from_name(kind).is_none() {
+            return Err(Error::usage(format!(
+                "{}: deps: ALLOW={kind}: not a kind of kernel-log report ktest checks",
+                test.display()
+            )));
+        }
+    }
+    if spec.subtests {
+        let all = deps::list(test)?;
+        return Ok(Subtests::Named(suite::select(test, &all, patterns)?));
+    }
+    if let Some(p) = patterns.first() {
+        return Err(Error::usage(format!(
+            "{}: cannot select subtest '{p}': the file has no subtests (its deps does not print SUBTESTS=yes)",
+            test.display()
+        )));
+    }
+    Ok(Subtests::Single(suite::single_name(test)))
+}
+
+/// The root for a run or boot, from `--root` or the default locations.
+pub fn choose_root(arg: Option<&str>) -> Result<Root> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    rootfs::choose(arg, &rootfs::default_candidates(home.as_deref()))
+}
+
+/// Prepares `ktest run` of one test file, with the subtest patterns given
+/// for it.
+pub fn prepare(args: &RunArgs, test: &suite::TestArg) -> Result<Prepared> {
+    let test_path = &test.path;
+    let patterns = &test.patterns;
+    let test = test_path
+        .canonicalize()
+        .map_err(|e| Error::usage(format!("{}: {e}", test_path.display())))?;
+    let mut spec = deps::read(&test)?;
+    let subtests = subtests(&test, &spec, patterns)?;
+    let file = crate::config_file::get()?;
+    // --mem replaces the test's MEM; the file's mem is a floor under it.
+    let file_name = file.path.as_deref().unwrap_or(Path::new(FILE_NAME));
+    let (mem, mem_from) = match (args.mem, file.mem) {
+        (Some(mem), _) => (mem, "--mem".to_string()),
+        (None, Some(mem)) if mem > spec.mem => (mem, format!("{}: mem", file_name.display())),
+        _ => (spec.mem, format!("{}: MEM", test.display())),
+    };
+    spec.mem = mem;
+    host_fit::check(
+        (mem, &mem_from),
+        (&spec.scratch, &scratch_from(Some(&test))),
+        &crate::launch::start_dir()?.join(".ktest/vm"),
+    )?;
+    let kernel = match &args.kernel {
+        Some(k) => kernel::from_arg(k)?,
+        None => {
+            let mut opts = args.build.clone();
+            opts.build_log |= args.verbose;
+            crate::build::kernel_for_run(&opts, &spec.kconfig)?
+        }
+    };
+    let config = read_config(&kernel)?;
+    check_kconfig(&test, &spec, &kernel, &config)?;
+    let requires = resolve_requires(&test, &spec, &kernel)?;
+    let qemu = find_qemu()?;
+    let timeout = args
+        .timeout
+        .or(spec.timeout)
+        .or(file.timeout)
+        .unwrap_or(TimeLimit::DEFAULT);
+    let cpus = args
+        .cpus
+        .or(spec.cpus)
+        .or(file.cpus)
+        .unwrap_or(Cpus::DEFAULT);
+    let init = guest_init()?;
+    let root = choose_root(args.root.as_deref())?;
+    check_bootable(&kernel, &root, &config)?;
+    fits_machine(Prepared {
+        test: Some(test),
+        spec,
+        subtests,
+        kernel,
+        requires,
+        qemu,
+        timeout: timeout.secs(),
+        cpus: cpus.get(),
+        init,
+        root,
+    })
+}
+
+/// Refuses, before anything starts, a VM the machine or the kernel cannot
+/// take: more scratch disks than the PCI slots its other devices leave
+/// (counted in the plan itself), or a kernel command line the kernel would
+/// cut or an init path it cannot quote. Nothing checked depends on the
+/// slot or the directory, so a stand-in plan without scratch disks does.
+fn fits_machine(p: Prepared) -> Result<Prepared> {
+    let input = PlanInput {
+        scratch: 0,
+        ..plan_input(
+            &p,
+            plan::Accel::Tcg,
+            Path::new(".ktest/vm"),
+            0,
+            state::SSH_PORT_BASE,
+        )
+    };
+    let without_scratch = plan::plan(&input);
+    plan::check(&input, &without_scratch).map_err(|e| Error::usage(e.to_string()))?;
+    let others = plan::virtio_pci_devices(&without_scratch);
+    host_fit::slots(
+        p.spec.scratch.len(),
+        &scratch_from(p.test.as_deref()),
+        others,
+    )?;
+    Ok(p)
+}
+
+/// Who declared the scratch disks, for messages.
+pub fn scratch_from(test: Option<&Path>) -> String {
+    test.map_or("SCRATCH".into(), |t| format!("{}: SCRATCH", t.display()))
+}
+
+/// The guest's init with the host root: the ktest binary itself.
+pub fn guest_init() -> Result<PathBuf> {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context(|| "finding the ktest binary (the guest's init)".into())
+}
+
+/// What `ktest boot` needs: a kernel, memory and CPUs, and no test.
+pub fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
+    host_fit::memory(args.mem, "--mem", host_fit::mem_total())?;
+    let kernel = match &args.kernel {
+        Some(k) => kernel::from_arg(k)?,
+        None => crate::build::kernel_for_run(&args.build, &[])?,
+    };
+    let root = choose_root(args.root.as_deref())?;
+    check_bootable(&kernel, &root, &read_config(&kernel)?)?;
+    fits_machine(Prepared {
+        test: None,
+        subtests: Subtests::Single(String::new()),
+        spec: TestSpec {
+            mem: args.mem,
+            ..TestSpec::default()
+        },
+        kernel,
+        requires: Vec::new(),
+        qemu: find_qemu()?,
+        timeout: 0,
+        cpus: args.cpus.unwrap_or(Cpus::DEFAULT).get(),
+        init: guest_init()?,
+        root,
+    })
+}
+
+pub fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: u32) -> PlanInput {
+    PlanInput {
+        qemu: p.qemu.clone(),
+        kernel: p.kernel.image.clone(),
+        mem: p.spec.mem.bytes(),
+        cpus: p.cpus,
+        accel,
+        scratch: p.spec.scratch.len(),
+        ssh_port: port,
+        mac: state::mac(slot),
+        vm_dir: vm_dir.to_path_buf(),
+        append: p.spec.append.clone(),
+        root: p.root.clone(),
+        test_dir: p
+            .test
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf),
+        modules_root: p.kernel.modules_root.clone(),
+        init: p.init.clone(),
+    }
+}
+

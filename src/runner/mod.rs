@@ -1,0 +1,381 @@
+//! The suite runner: runs a test file's selected subtests in as many VMs
+//! as it takes (a crash or a time-out ends a VM; a fresh one runs what was
+//! not run yet), judges each subtest, writes its log, and tells the
+//! reporters everything as it happens. It prints nothing itself.
+
+pub mod session;
+
+use crate::error::{Code, Context, Result};
+use crate::guest::Subtests;
+use crate::outcome::{self, Observed};
+use crate::report::{Event, Reporters};
+use crate::results::{SubtestResult, TestReport, Verdict};
+use crate::supervise::VmEvent;
+use session::{Finished, Tracker};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What to run of one test file.
+#[derive(Debug, Clone)]
+pub struct SuitePlan {
+    /// The test file.
+    pub test: PathBuf,
+    /// Its selected subtests, or its one subtest.
+    pub subtests: Subtests,
+    /// Kernel-log kinds the file allows (`ALLOW=`).
+    pub allow: Vec<String>,
+    /// Stop at the first subtest that does not pass; no fresh VM after a
+    /// crash.
+    pub fail_fast: bool,
+    /// Where this test's logs go in this run.
+    pub dir: PathBuf,
+}
+
+/// Boots one VM for `subtests` with its console log at `log`, feeding
+/// what it sees to the sink; returns how the VM ended. `stop` asks it to
+/// stop early (fail fast).
+pub trait Boot {
+    /// Runs the VM to its end.
+    fn boot(
+        &mut self,
+        subtests: &Subtests,
+        log: &Path,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+        sink: &mut dyn FnMut(VmEvent),
+    ) -> Result<Observed>;
+}
+
+/// How a suite went: its report, ktest's exit code, the kernel release the
+/// guest named.
+pub struct SuiteOutcome {
+    /// Every selected subtest's result, in run order.
+    pub report: TestReport,
+    /// How ktest exits for it.
+    pub code: Code,
+    /// `uname -r` in the guest.
+    pub release: Option<String>,
+}
+
+/// The subtests' names.
+fn names(s: &Subtests) -> Vec<String> {
+    match s {
+        Subtests::Single(n) => vec![n.clone()],
+        Subtests::Named(v) => v.clone(),
+    }
+}
+
+/// Runs the plan's subtests to their verdicts.
+pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Result<SuiteOutcome> {
+    let mut todo = names(&plan.subtests);
+    let mut results: Vec<SubtestResult> = Vec::new();
+    let mut logs = Vec::new();
+    let mut release = None;
+    let mut vm_code = None;
+    let mut interrupted = false;
+    let mut attempt = 0;
+    while !todo.is_empty() {
+        attempt += 1;
+        let log = plan.dir.join(if attempt == 1 {
+            "console.log".to_string()
+        } else {
+            format!("console-{attempt}.log")
+        });
+        logs.push(log.clone());
+        reporters.emit(Event::VmStarted {
+            attempt,
+            subtests: todo.clone(),
+            console_log: log.clone(),
+        });
+        let subtests = match &plan.subtests {
+            Subtests::Single(n) => Subtests::Single(n.clone()),
+            Subtests::Named(_) => Subtests::Named(todo.clone()),
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tracker = Tracker::new(todo.clone(), plan.allow.clone());
+        let mut begun = 0usize;
+        let mut failure = None::<String>;
+        let mut io_error = None;
+        let obs = {
+            let mut sink = |ev: VmEvent| {
+                show(&ev, &todo, &mut begun, reporters);
+                for f in tracker.feed(&ev, Instant::now()) {
+                    if !f.result.verdict.is_ok() && plan.fail_fast {
+                        failure.get_or_insert(f.result.name.clone());
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    match finish(plan, f, reporters) {
+                        Ok(r) => results.push(r),
+                        Err(e) => {
+                            io_error.get_or_insert(e);
+                        }
+                    }
+                }
+            };
+            vm.boot(&subtests, &log, &stop, &mut sink)?
+        };
+        if let Some(e) = io_error {
+            return Err(e);
+        }
+        let ran_any = begun > 0;
+        release = release.or(tracker.release.clone());
+        let (left, not_begun) = tracker.finish(&obs, Instant::now());
+        for f in left {
+            if !f.result.verdict.is_ok() && plan.fail_fast {
+                failure.get_or_insert(f.result.name.clone());
+            }
+            results.push(finish(plan, f, reporters)?);
+        }
+        todo = not_begun;
+        if todo.is_empty() {
+            break;
+        }
+        let why = if obs.interrupted {
+            interrupted = true;
+            "interrupted".to_string()
+        } else if let Some(name) = &failure {
+            format!("not run: {name} failed and --fail-fast was given")
+        } else if !ran_any {
+            // The VM ran nothing: booting again would do the same.
+            let v = outcome::vm_failure(&obs);
+            vm_code = Some(v.code);
+            v.summary
+        } else if obs.done {
+            "the guest did not run it".to_string()
+        } else {
+            let crashed = results.last().map_or("a subtest".into(), |r| r.name.clone());
+            reporters.emit(Event::Note {
+                text: format!(
+                    "the VM ended during {crashed}; a fresh VM runs the {} subtest(s) not yet run",
+                    todo.len()
+                ),
+            });
+            continue;
+        };
+        for name in todo.drain(..) {
+            let mut r = session::not_run(&name, &why);
+            if vm_code == Some(Code::Crash) {
+                r.verdict = Verdict::Crash;
+            }
+            reporters.emit(Event::SubtestFinished { result: r.clone() });
+            results.push(r);
+        }
+    }
+    let code = match vm_code {
+        Some(c) if !results.iter().any(|r| r.verdict != Verdict::NotRun && r.verdict != Verdict::Crash) => c,
+        _ => outcome::exit_code(results.iter().map(|r| r.verdict), interrupted),
+    };
+    Ok(SuiteOutcome {
+        report: TestReport {
+            test: plan.test.clone(),
+            subtests: results,
+            console_logs: logs,
+        },
+        code,
+        release,
+    })
+}
+
+/// The events a VM event makes for the user to see.
+pub fn display(ev: &VmEvent) -> Vec<Event> {
+    match ev {
+        VmEvent::Console { line, shown: true } => vec![Event::Console { line: line.clone() }],
+        VmEvent::Output { line, shown: true } => vec![Event::Output { line: line.clone() }],
+        VmEvent::Raw(bytes) => vec![Event::Raw {
+            bytes: bytes.clone(),
+        }],
+        VmEvent::Note(text) => vec![Event::Note { text: text.clone() }],
+        VmEvent::Context(lines) => std::iter::once(Event::Note {
+            text: "last console lines:".into(),
+        })
+        .chain(lines.iter().map(|l| Event::Console {
+            line: format!("  {l}"),
+        }))
+        .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Passes what the user should see on to the reporters, and counts the
+/// subtests that began.
+fn show(ev: &VmEvent, planned: &[String], begun: &mut usize, reporters: &mut Reporters) {
+    for e in display(ev) {
+        reporters.emit(e);
+    }
+    if let VmEvent::Result(crate::console::ResultMsg::Begin { name, .. }) = ev {
+        if planned.contains(name) {
+            *begun += 1;
+            reporters.emit(Event::SubtestStarted { name: name.clone() });
+        }
+    }
+}
+
+/// Writes a judged subtest's log and reports it.
+fn finish(plan: &SuitePlan, f: Finished, reporters: &mut Reporters) -> Result<SubtestResult> {
+    let mut r = f.result;
+    let path = plan.dir.join(format!("{}.log", r.name));
+    std::fs::write(&path, log_text(&r, &f.output, &f.console))
+        .context(|| format!("writing {}", path.display()))?;
+    r.log = Some(path);
+    reporters.emit(Event::SubtestFinished { result: r.clone() });
+    Ok(r)
+}
+
+/// A subtest's log: its verdict, its output, then its share of the kernel
+/// log and what was found there.
+fn log_text(r: &SubtestResult, output: &[String], console: &[String]) -> String {
+    let mut s = format!("# {}: {}", r.name, r.verdict.name());
+    if let Some(why) = &r.reason {
+        s.push_str(&format!(" ({why})"));
+    }
+    s.push_str(&format!(" in {:.2} s\n# output:\n", r.duration.as_secs_f64()));
+    for l in output {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str("# kernel log:\n");
+    for l in console {
+        s.push_str(l);
+        s.push('\n');
+    }
+    for f in &r.findings {
+        s.push_str(&format!(
+            "# kernel log finding{}: {}\n",
+            if f.allowed { " (allowed)" } else { "" },
+            f.title
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::parse_result;
+    use crate::supervise::Mark;
+
+    /// A VM that plays a script per boot: for each subtest, how it ends.
+    struct Script {
+        boots: Vec<Vec<(&'static str, Option<i32>)>>,
+        crash_after_last: bool,
+        seen: Vec<Vec<String>>,
+    }
+
+    impl Boot for Script {
+        fn boot(
+            &mut self,
+            subtests: &Subtests,
+            _log: &Path,
+            _stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+            sink: &mut dyn FnMut(VmEvent),
+        ) -> Result<Observed> {
+            self.seen.push(names(subtests));
+            let plan = self.boots.remove(0);
+            let mut obs = Observed {
+                started: true,
+                ..Observed::default()
+            };
+            for (name, status) in plan {
+                let res = |m: String| VmEvent::Result(parse_result(&m).unwrap());
+                sink(VmEvent::Console {
+                    line: format!("ktest-guest: subtest-begin {name}"),
+                    shown: false,
+                });
+                sink(VmEvent::OutputMark(Mark::Begin(name.into())));
+                sink(res(format!("begin {name} 0")));
+                match status {
+                    Some(s) => {
+                        sink(VmEvent::OutputMark(Mark::End(name.into())));
+                        sink(VmEvent::Console {
+                            line: format!("ktest-guest: subtest-end {name}"),
+                            shown: false,
+                        });
+                        sink(res(format!("end {name} {s} 0")));
+                    }
+                    None => {
+                        obs.crash = Some("Kernel panic - not syncing: test".into());
+                        return Ok(obs);
+                    }
+                }
+            }
+            if self.crash_after_last {
+                obs.crash = Some("Kernel panic".into());
+            } else {
+                obs.done = true;
+            }
+            Ok(obs)
+        }
+    }
+
+    fn plan(dir: &Path, names: &[&str], fail_fast: bool) -> SuitePlan {
+        SuitePlan {
+            test: PathBuf::from("/t/suite"),
+            subtests: Subtests::Named(names.iter().map(|s| s.to_string()).collect()),
+            allow: vec![],
+            fail_fast,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn verdicts(o: &SuiteOutcome) -> Vec<(String, Verdict)> {
+        o.report
+            .subtests
+            .iter()
+            .map(|r| (r.name.clone(), r.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn a_crash_is_recorded_and_a_fresh_vm_runs_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let mut vm = Script {
+            boots: vec![vec![("a", Some(0)), ("b", None)], vec![("c", Some(0)), ("d", Some(1))]],
+            crash_after_last: false,
+            seen: vec![],
+        };
+        let o = run(&plan(t.path(), &["a", "b", "c", "d"], false), &mut vm, &mut Reporters::default()).unwrap();
+        assert_eq!(
+            verdicts(&o),
+            vec![
+                ("a".into(), Verdict::Pass),
+                ("b".into(), Verdict::Crash),
+                ("c".into(), Verdict::Pass),
+                ("d".into(), Verdict::Fail)
+            ]
+        );
+        assert_eq!(vm.seen[1], vec!["c", "d"]);
+        assert_eq!(o.code, Code::Crash);
+        assert_eq!(o.report.console_logs.len(), 2);
+        let log = std::fs::read_to_string(t.path().join("d.log")).unwrap();
+        assert!(log.starts_with("# d: fail (exit status 1)"), "{log}");
+    }
+
+    #[test]
+    fn fail_fast_runs_no_fresh_vm() {
+        let t = tempfile::tempdir().unwrap();
+        let mut vm = Script {
+            boots: vec![vec![("a", None)]],
+            crash_after_last: false,
+            seen: vec![],
+        };
+        let o = run(&plan(t.path(), &["a", "b"], true), &mut vm, &mut Reporters::default()).unwrap();
+        assert_eq!(
+            verdicts(&o),
+            vec![("a".into(), Verdict::Crash), ("b".into(), Verdict::NotRun)]
+        );
+        assert_eq!(vm.seen.len(), 1);
+    }
+
+    #[test]
+    fn a_vm_that_runs_nothing_is_not_booted_again() {
+        let t = tempfile::tempdir().unwrap();
+        let mut vm = Script {
+            boots: vec![vec![]],
+            crash_after_last: true,
+            seen: vec![],
+        };
+        let o = run(&plan(t.path(), &["a", "b"], false), &mut vm, &mut Reporters::default()).unwrap();
+        assert_eq!(vm.seen.len(), 1);
+        assert_eq!(o.code, Code::Crash);
+        assert!(o.report.subtests.iter().all(|r| r.verdict == Verdict::Crash));
+    }
+}

@@ -317,6 +317,10 @@ pub fn cmdline(input: &PlanInput) -> String {
         "panic=-1".into(),
         "oops=panic".into(),
         "nokaslr".into(),
+        // The guest init marks each subtest's start and end in the kernel
+        // log through /dev/kmsg, which by default drops all but 10 lines
+        // per 5 s.
+        "printk.devkmsg=on".into(),
         // Routing PCI interrupts through ACPI's AML costs ~0.2 s per device
         // under TCG; the legacy PIRQ table is instant and just as correct.
         "acpi=noirq".into(),

@@ -193,7 +193,7 @@ fn two_vms_from_two_directories_have_their_own_ports() {
     for d in &dirs {
         // The guest's /run/ktest is the VM's own directory (it names its
         // log); a subdirectory reaches the same VM.
-        let want = format!("{}/.ktest/log/", d.display());
+        let want = format!("{}/.ktest/runs/", d.display());
         for from in [d.clone(), d.join("sub")] {
             let log = ok_stdout(ktest_in(
                 &s,

@@ -127,7 +127,7 @@ echo second from the test
     assert!(at("first from the test") < at("a line from the kernel's log"));
     assert!(at("a line from the kernel's log") < at("second from the test"));
     // The log has both too.
-    let log = std::fs::read_to_string(s.path().join(".ktest/log/interleave.log")).unwrap();
+    let log = s.console_log("interleave");
     assert!(log.contains("second from the test") && log.contains("a line from the kernel's log"));
     s.assert_clean();
 }
@@ -271,13 +271,20 @@ fn a_test_with_a_name_of_252_characters_runs_and_keeps_its_log() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("long name ok"), "{t}");
-    let logs: Vec<_> = std::fs::read_dir(s.path().join(".ktest/log"))
+    let logs: Vec<_> = std::fs::read_dir(s.path().join(".ktest/runs/last"))
         .unwrap()
         .flatten()
         .collect();
     assert_eq!(logs.len(), 1);
-    let log = std::fs::read_to_string(logs[0].path()).unwrap();
+    let log = std::fs::read_to_string(logs[0].path().join("console.log")).unwrap();
     assert!(log.contains("long name ok"));
+    // The one subtest, named after the file (shortened), has its log too.
+    let sub = std::fs::read_dir(logs[0].path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name() != "console.log")
+        .expect("a subtest log");
+    assert!(std::fs::read_to_string(sub.path()).unwrap().contains("long name ok"));
     s.assert_clean();
 }
 

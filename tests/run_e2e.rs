@@ -26,7 +26,7 @@ fn hello_passes() {
     assert!(t.contains("passed"), "{t}");
     // The boot log is not shown without -v, but it is in the log file.
     assert!(!t.contains("Linux version"), "{t}");
-    let log = std::fs::read_to_string(s.path().join(".ktest/log/hello.log")).unwrap();
+    let log = s.console_log("hello");
     assert!(log.contains("Linux version"));
     s.assert_clean();
 }
@@ -74,7 +74,7 @@ fn hanging_test_times_out_with_task_stacks() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(4), "{t}");
     assert!(t.contains("timed out after 8 s"), "{t}");
-    let log = std::fs::read_to_string(s.path().join(".ktest/log/hang.log")).unwrap();
+    let log = s.console_log("hang");
     assert!(
         log.contains("sysrq: Show State"),
         "no sysrq-t output in the log:\n{log}"
@@ -206,7 +206,7 @@ fn start_hanging(s: &Sandbox) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let log = s.path().join(".ktest/log/sleeper.log");
+    let log = s.run_dir("sleeper").join("console.log");
     assert!(
         wait_for(120, || std::fs::read_to_string(&log)
             .unwrap_or_default()

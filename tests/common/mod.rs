@@ -100,6 +100,20 @@ impl Sandbox {
         self.path().join(".ktest/vm")
     }
 
+    /// The newest run's directory for a test file named `test`:
+    /// `.ktest/runs/last/TEST`, holding `console.log` and a log per subtest.
+    #[allow(dead_code)]
+    pub fn run_dir(&self, test: &str) -> PathBuf {
+        self.path().join(".ktest/runs/last").join(test)
+    }
+
+    /// The newest run's console log for a test file named `test`.
+    #[allow(dead_code)]
+    pub fn console_log(&self, test: &str) -> String {
+        let path = self.run_dir(test).join("console.log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     /// Asserts the run left nothing behind: no VM directory, no qemu, no row.
     /// (`ktest status` runs first, so it also reaps what a killed ktest left.)
     pub fn assert_clean(&self) {

@@ -262,9 +262,14 @@ mod tests {
                 text: "skip needs a disk".into()
             })
         );
-        assert_eq!(parse_result("kernel 6.1.0"), Some(ResultMsg::Kernel("6.1.0".into())));
+        assert_eq!(
+            parse_result("kernel 6.1.0"),
+            Some(ResultMsg::Kernel("6.1.0".into()))
+        );
         assert_eq!(parse_result("done"), Some(ResultMsg::Done));
-        for bad in ["garbage", "end x", "end x y", "begin", "done now", "status 0"] {
+        for bad in [
+            "garbage", "end x", "end x y", "begin", "done now", "status 0",
+        ] {
             assert_eq!(parse_result(bad), None, "{bad}");
         }
         assert_eq!(parse_result(&format!("info x {}", "y".repeat(5000))), None);

@@ -182,11 +182,7 @@ enum Stopped {
 
 /// Runs `test MODE` (`deps` or `list-tests`) and collects its output; see
 /// the module comment.
-fn run(
-    test: &Path,
-    mode: &str,
-    limit: Duration,
-) -> Result<std::result::Result<Finished, Stopped>> {
+fn run(test: &Path, mode: &str, limit: Duration) -> Result<std::result::Result<Finished, Stopped>> {
     let shown = test.display();
     let lib = crate::testlib::HostCopy::create()?;
     let mut cmd = Command::new(test);
@@ -274,7 +270,11 @@ fn query(test: &Path, mode: &str, what: &str) -> Result<String> {
             "{shown}: '{shown} {mode}' failed ({}){}{detail}{}\n  {what}",
             done.status,
             if detail.is_empty() { "" } else { ":\n  " },
-            if done.stderr.truncated() { "\n  ..." } else { "" }
+            if done.stderr.truncated() {
+                "\n  ..."
+            } else {
+                ""
+            }
         )));
     }
     Ok(done.stdout.text())
@@ -299,7 +299,8 @@ pub fn list(test: &Path) -> Result<Vec<String>> {
         "list-tests",
         "a test that declares SUBTESTS=yes must answer 'list-tests' with its subtest names, one per line",
     )?;
-    crate::suite::parse_list(&out).map_err(|e| Error::usage(format!("{}: list-tests: {e}", test.display())))
+    crate::suite::parse_list(&out)
+        .map_err(|e| Error::usage(format!("{}: list-tests: {e}", test.display())))
 }
 
 #[cfg(test)]

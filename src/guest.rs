@@ -160,7 +160,14 @@ mod tests {
     #[test]
     fn env_is_valid_shell() {
         let names = Subtests::Named(vec!["a".into(), "b.c".into()]);
-        let env = env_file(Path::new("/t/x"), &[], "e", &names, true, &["$(rm -rf /)".to_string()]);
+        let env = env_file(
+            Path::new("/t/x"),
+            &[],
+            "e",
+            &names,
+            true,
+            &["$(rm -rf /)".to_string()],
+        );
         // As lib/guest/init.sh loops over them.
         let script = "for n in $ktest_subtests; do printf '%s,' \"$n\"; done";
         let out = std::process::Command::new("sh")

@@ -235,7 +235,12 @@ pub fn ktest_dir() -> Result<PathBuf> {
 }
 
 /// The accelerator for this run (the KVM probe's result is cached).
-pub fn choose_accel(db: &Path, p: &Prepared, choice: accel::Choice, verbose: bool) -> Result<plan::Accel> {
+pub fn choose_accel(
+    db: &Path,
+    p: &Prepared,
+    choice: accel::Choice,
+    verbose: bool,
+) -> Result<plan::Accel> {
     accel::choose(choice, &p.qemu, &State::open(db)?, &ktest_dir()?, verbose)
 }
 
@@ -340,4 +345,3 @@ fn boot_once(
     drop(guard);
     observed
 }
-

@@ -51,13 +51,18 @@ pub fn vm_failure(o: &Observed) -> Verdict {
         );
     }
     if let Some(secs) = o.timed_out {
-        return v(Code::Timeout, format!("timed out after {secs} s before the test started"));
+        return v(
+            Code::Timeout,
+            format!("timed out after {secs} s before the test started"),
+        );
     }
     match (&o.qemu_exit, o.started) {
         (Some(how), false) => v(Code::Infra, format!("qemu {how} before the test started")),
         (Some(how), true) => v(
             Code::Crash,
-            format!("the VM stopped without a verdict (qemu {how}); did the test reboot or kill init?"),
+            format!(
+                "the VM stopped without a verdict (qemu {how}); did the test reboot or kill init?"
+            ),
         ),
         (None, _) => v(Code::Crash, "the VM stopped without a verdict".into()),
     }
@@ -66,7 +71,10 @@ pub fn vm_failure(o: &Observed) -> Verdict {
 /// ktest's exit code for a run's subtests: 0 when every one passed or was
 /// skipped; otherwise the gravest thing that happened: an interruption,
 /// then a crash, then a time-out, then a failure.
-pub fn exit_code(verdicts: impl IntoIterator<Item = crate::results::Verdict>, interrupted: bool) -> Code {
+pub fn exit_code(
+    verdicts: impl IntoIterator<Item = crate::results::Verdict>,
+    interrupted: bool,
+) -> Code {
     use crate::results::Verdict as V;
     if interrupted {
         return Code::Interrupted;
@@ -106,8 +114,14 @@ mod tests {
         assert_eq!(exit_code([], false), Code::Passed);
         assert_eq!(exit_code([V::Pass, V::Skip], false), Code::Passed);
         assert_eq!(exit_code([V::Pass, V::Fail], false), Code::TestFailed);
-        assert_eq!(exit_code([V::Fail, V::Timeout, V::Pass], false), Code::Timeout);
-        assert_eq!(exit_code([V::Crash, V::Timeout, V::Fail], false), Code::Crash);
+        assert_eq!(
+            exit_code([V::Fail, V::Timeout, V::Pass], false),
+            Code::Timeout
+        );
+        assert_eq!(
+            exit_code([V::Crash, V::Timeout, V::Fail], false),
+            Code::Crash
+        );
         assert_eq!(exit_code([V::Pass], true), Code::Interrupted);
     }
 

@@ -362,7 +362,13 @@ pub fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
     })
 }
 
-pub fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, port: u32) -> PlanInput {
+pub fn plan_input(
+    p: &Prepared,
+    accel: plan::Accel,
+    vm_dir: &Path,
+    slot: u32,
+    port: u32,
+) -> PlanInput {
     PlanInput {
         qemu: p.qemu.clone(),
         kernel: p.kernel.image.clone(),
@@ -384,4 +390,3 @@ pub fn plan_input(p: &Prepared, accel: plan::Accel, vm_dir: &Path, slot: u32, po
         init: p.init.clone(),
     }
 }
-

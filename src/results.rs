@@ -171,7 +171,10 @@ pub struct RunReport {
 pub fn counts<'a>(results: impl IntoIterator<Item = &'a SubtestResult>) -> Vec<(Verdict, usize)> {
     let mut n = [0usize; 6];
     for r in results {
-        n[Verdict::ALL.iter().position(|v| *v == r.verdict).unwrap_or(0)] += 1;
+        n[Verdict::ALL
+            .iter()
+            .position(|v| *v == r.verdict)
+            .unwrap_or(0)] += 1;
     }
     Verdict::ALL.into_iter().zip(n).collect()
 }

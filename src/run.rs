@@ -16,8 +16,8 @@ use crate::runner::{self, SuitePlan};
 use crate::signals;
 use crate::sshkey;
 use crate::state::{self, State};
-use crate::supervise::{self, VmEvent};
 use crate::suite;
+use crate::supervise::{self, VmEvent};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -55,7 +55,12 @@ fn new_run_id(now: SystemTime) -> String {
     let mut nonce = [0u8; 2];
     use std::io::Read;
     let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut nonce));
-    format!("{}-{}-{:04x}", &digits[..8], &digits[8..14], u16::from_ne_bytes(nonce))
+    format!(
+        "{}-{}-{:04x}",
+        &digits[..8],
+        &digits[8..14],
+        u16::from_ne_bytes(nonce)
+    )
 }
 
 /// Whether `name` is a run id `new_run_id` made: only those are pruned.
@@ -177,7 +182,13 @@ impl runner::Boot for Vms<'_> {
 fn dry_run(db: &Path, prepared: &Prepared, choice: accel::Choice, verbose: bool) -> Result<Code> {
     let vm_dir = launch::start_dir()?.join(".ktest/vm");
     let state = State::open(db)?;
-    let accel = accel::choose(choice, &prepared.qemu, &state, &std::env::temp_dir(), verbose)?;
+    let accel = accel::choose(
+        choice,
+        &prepared.qemu,
+        &state,
+        &std::env::temp_dir(),
+        verbose,
+    )?;
     let plan = plan::plan(&prepare::plan_input(
         prepared,
         accel,
@@ -374,10 +385,16 @@ mod tests {
         let later = new_run_id(t + std::time::Duration::from_secs(3600));
         assert!(later > id);
         assert!(!is_run_id("last") && !is_run_id("20261118-000000-xyzw"));
-        let ids: Vec<String> = ["20260101-000000-0000", "last", "20250101-000000-ffff", "20270101-000000-0001", "mine"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let ids: Vec<String> = [
+            "20260101-000000-0000",
+            "last",
+            "20250101-000000-ffff",
+            "20270101-000000-0001",
+            "mine",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(runs_to_prune(ids.clone(), 2), vec!["20250101-000000-ffff"]);
         assert!(runs_to_prune(ids, 5).is_empty());
     }

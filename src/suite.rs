@@ -79,9 +79,8 @@ pub fn select(test: &Path, all: &[String], patterns: &[String]) -> Result<Vec<St
     }
     let mut compiled = Vec::new();
     for p in patterns {
-        let glob = glob::Pattern::new(p).map_err(|e| {
-            Error::usage(format!("subtest pattern '{p}': {e}"))
-        })?;
+        let glob = glob::Pattern::new(p)
+            .map_err(|e| Error::usage(format!("subtest pattern '{p}': {e}")))?;
         if !all.iter().any(|n| glob.matches(n)) {
             return Err(Error::usage(format!(
                 "{}: no subtest matches '{p}'; it has: {}",
@@ -163,16 +162,17 @@ mod tests {
         let all = names(&["writeback", "writethrough", "detach"]);
         let t = Path::new("bcache");
         assert_eq!(select(t, &all, &[]).unwrap(), all);
-        assert_eq!(
-            select(t, &all, &names(&["detach", "write*"])).unwrap(),
-            all
-        );
+        assert_eq!(select(t, &all, &names(&["detach", "write*"])).unwrap(), all);
         assert_eq!(
             select(t, &all, &names(&["*through"])).unwrap(),
             names(&["writethrough"])
         );
         let e = select(t, &all, &names(&["nope"])).unwrap_err();
-        assert!(e.message.contains("writeback writethrough detach"), "{}", e.message);
+        assert!(
+            e.message.contains("writeback writethrough detach"),
+            "{}",
+            e.message
+        );
         assert!(select(t, &all, &names(&["[z"])).is_err());
     }
 

@@ -346,7 +346,10 @@ pub fn run(
     if boot {
         watcher.raw = true;
         raw_mode = RawMode::enter();
-        watcher.note(format!("booting; the console is yours ({})", terminal::HELP));
+        watcher.note(format!(
+            "booting; the console is yours ({})",
+            terminal::HELP
+        ));
     }
 
     'events: loop {
@@ -464,7 +467,8 @@ pub fn run(
                                 serde_json::json!({"id": "con"}),
                             );
                         }
-                        Key::Help => watcher.raw_bytes(format!("\r\nktest: {}\r\n", terminal::HELP).into_bytes()),
+                        Key::Help => watcher
+                            .raw_bytes(format!("\r\nktest: {}\r\n", terminal::HELP).into_bytes()),
                     }
                 }
             }

@@ -284,7 +284,9 @@ fn a_test_with_a_name_of_252_characters_runs_and_keeps_its_log() {
         .flatten()
         .find(|e| e.file_name() != "console.log")
         .expect("a subtest log");
-    assert!(std::fs::read_to_string(sub.path()).unwrap().contains("long name ok"));
+    assert!(std::fs::read_to_string(sub.path())
+        .unwrap()
+        .contains("long name ok"));
     s.assert_clean();
 }
 

@@ -30,7 +30,11 @@ impl Reporter for Basic {
                 "ktest: {} {}{} ({:.2} s)",
                 result.verdict.name().to_uppercase(),
                 result.name,
-                result.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+                result
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default(),
                 result.duration.as_secs_f64()
             ),
             Event::RunFinished { report } => {

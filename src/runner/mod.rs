@@ -126,11 +126,11 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
             results.push(finish(plan, f, reporters)?);
         }
         todo = not_begun;
+        interrupted |= obs.interrupted;
         if todo.is_empty() {
             break;
         }
         let why = if obs.interrupted {
-            interrupted = true;
             "interrupted".to_string()
         } else if let Some(name) = &failure {
             format!("not run: {name} failed and --fail-fast was given")
@@ -142,7 +142,9 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
         } else if obs.done {
             "the guest did not run it".to_string()
         } else {
-            let crashed = results.last().map_or("a subtest".into(), |r| r.name.clone());
+            let crashed = results
+                .last()
+                .map_or("a subtest".into(), |r| r.name.clone());
             reporters.emit(Event::Note {
                 text: format!(
                     "the VM ended during {crashed}; a fresh VM runs the {} subtest(s) not yet run",
@@ -161,7 +163,13 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
         }
     }
     let code = match vm_code {
-        Some(c) if !results.iter().any(|r| r.verdict != Verdict::NotRun && r.verdict != Verdict::Crash) => c,
+        Some(c)
+            if !results
+                .iter()
+                .any(|r| r.verdict != Verdict::NotRun && r.verdict != Verdict::Crash) =>
+        {
+            c
+        }
         _ => outcome::exit_code(results.iter().map(|r| r.verdict), interrupted),
     };
     Ok(SuiteOutcome {
@@ -227,7 +235,10 @@ fn log_text(r: &SubtestResult, output: &[String], console: &[String]) -> String 
     if let Some(why) = &r.reason {
         s.push_str(&format!(" ({why})"));
     }
-    s.push_str(&format!(" in {:.2} s\n# output:\n", r.duration.as_secs_f64()));
+    s.push_str(&format!(
+        " in {:.2} s\n# output:\n",
+        r.duration.as_secs_f64()
+    ));
     for l in output {
         s.push_str(l);
         s.push('\n');
@@ -328,11 +339,19 @@ mod tests {
     fn a_crash_is_recorded_and_a_fresh_vm_runs_the_rest() {
         let t = tempfile::tempdir().unwrap();
         let mut vm = Script {
-            boots: vec![vec![("a", Some(0)), ("b", None)], vec![("c", Some(0)), ("d", Some(1))]],
+            boots: vec![
+                vec![("a", Some(0)), ("b", None)],
+                vec![("c", Some(0)), ("d", Some(1))],
+            ],
             crash_after_last: false,
             seen: vec![],
         };
-        let o = run(&plan(t.path(), &["a", "b", "c", "d"], false), &mut vm, &mut Reporters::default()).unwrap();
+        let o = run(
+            &plan(t.path(), &["a", "b", "c", "d"], false),
+            &mut vm,
+            &mut Reporters::default(),
+        )
+        .unwrap();
         assert_eq!(
             verdicts(&o),
             vec![
@@ -350,6 +369,36 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_exits_130_even_with_nothing_left() {
+        let t = tempfile::tempdir().unwrap();
+        struct Stopped;
+        impl Boot for Stopped {
+            fn boot(
+                &mut self,
+                _: &Subtests,
+                _: &Path,
+                _: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+                sink: &mut dyn FnMut(VmEvent),
+            ) -> Result<Observed> {
+                sink(VmEvent::Result(parse_result("begin a 0").unwrap()));
+                Ok(Observed {
+                    interrupted: true,
+                    started: true,
+                    ..Observed::default()
+                })
+            }
+        }
+        let o = run(
+            &plan(t.path(), &["a"], false),
+            &mut Stopped,
+            &mut Reporters::default(),
+        )
+        .unwrap();
+        assert_eq!(o.code, Code::Interrupted);
+        assert_eq!(verdicts(&o), vec![("a".into(), Verdict::NotRun)]);
+    }
+
+    #[test]
     fn fail_fast_runs_no_fresh_vm() {
         let t = tempfile::tempdir().unwrap();
         let mut vm = Script {
@@ -357,7 +406,12 @@ mod tests {
             crash_after_last: false,
             seen: vec![],
         };
-        let o = run(&plan(t.path(), &["a", "b"], true), &mut vm, &mut Reporters::default()).unwrap();
+        let o = run(
+            &plan(t.path(), &["a", "b"], true),
+            &mut vm,
+            &mut Reporters::default(),
+        )
+        .unwrap();
         assert_eq!(
             verdicts(&o),
             vec![("a".into(), Verdict::Crash), ("b".into(), Verdict::NotRun)]
@@ -373,9 +427,18 @@ mod tests {
             crash_after_last: true,
             seen: vec![],
         };
-        let o = run(&plan(t.path(), &["a", "b"], false), &mut vm, &mut Reporters::default()).unwrap();
+        let o = run(
+            &plan(t.path(), &["a", "b"], false),
+            &mut vm,
+            &mut Reporters::default(),
+        )
+        .unwrap();
         assert_eq!(vm.seen.len(), 1);
         assert_eq!(o.code, Code::Crash);
-        assert!(o.report.subtests.iter().all(|r| r.verdict == Verdict::Crash));
+        assert!(o
+            .report
+            .subtests
+            .iter()
+            .all(|r| r.verdict == Verdict::Crash));
     }
 }

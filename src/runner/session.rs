@@ -105,7 +105,6 @@ impl Tracker {
         Some(self.subs.len() - 1)
     }
 
-
     /// Takes one event seen at `now`; returns the subtests it completed.
     pub fn feed(&mut self, event: &VmEvent, now: Instant) -> Vec<Finished> {
         match event {
@@ -242,9 +241,11 @@ fn parse_info(lines: &[String]) -> Info {
         match word {
             "skip" => info.skip = Some(rest),
             "timeout" => info.timeout = Some(rest),
-            "allow" => info
-                .allow
-                .extend(rest.split([' ', ',']).filter(|k| !k.is_empty()).map(str::to_lowercase)),
+            "allow" => info.allow.extend(
+                rest.split([' ', ','])
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_lowercase),
+            ),
             _ => {}
         }
     }
@@ -330,15 +331,26 @@ fn judge_ended(s: &Sub, allow: &[String]) -> Finished {
     let (end, status, _) = s.ended.expect("judge_ended needs an end");
     let info = parse_info(&s.info);
     let (verdict, reason) = if let Some(limit) = &info.timeout {
-        (Verdict::Timeout, Some(format!("timed out after {limit} s (ktest_timeout)")))
+        (
+            Verdict::Timeout,
+            Some(format!("timed out after {limit} s (ktest_timeout)")),
+        )
     } else if s.sentinel == Some(Sentinel::Failed) {
-        (Verdict::Fail, Some(format!("printed TEST FAILED (exit status {status})")))
+        (
+            Verdict::Fail,
+            Some(format!("printed TEST FAILED (exit status {status})")),
+        )
     } else {
         match status {
             0 => (Verdict::Pass, None),
             4 => (
                 Verdict::Skip,
-                Some(info.skip.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "exit status 4".into())),
+                Some(
+                    info.skip
+                        .clone()
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or_else(|| "exit status 4".into()),
+                ),
             ),
             n => (Verdict::Fail, Some(format!("exit status {n}"))),
         }
@@ -352,13 +364,22 @@ fn judge_ended(s: &Sub, allow: &[String]) -> Finished {
 fn judge_unfinished(s: &Sub, obs: &Observed, now: Instant, allow: &[String]) -> Finished {
     let info = parse_info(&s.info);
     let (verdict, reason) = if let Some(line) = &obs.crash {
-        (Verdict::Crash, Some(format!("kernel crashed: {}", line.trim())))
+        (
+            Verdict::Crash,
+            Some(format!("kernel crashed: {}", line.trim())),
+        )
     } else if obs.interrupted {
         (Verdict::NotRun, Some("interrupted".to_string()))
     } else if obs.stopped {
-        (Verdict::NotRun, Some("not run: an earlier subtest failed and --fail-fast was given".to_string()))
+        (
+            Verdict::NotRun,
+            Some("not run: an earlier subtest failed and --fail-fast was given".to_string()),
+        )
     } else if s.sentinel == Some(Sentinel::Success) {
-        (Verdict::Pass, Some("printed TEST SUCCESS, then did not exit".into()))
+        (
+            Verdict::Pass,
+            Some("printed TEST SUCCESS, then did not exit".into()),
+        )
     } else if s.sentinel == Some(Sentinel::Failed) {
         (Verdict::Fail, Some("printed TEST FAILED".into()))
     } else if let Some(secs) = obs.timed_out {
@@ -425,7 +446,13 @@ mod tests {
     }
 
     /// Feeds one subtest's events in the order the guest writes them.
-    fn run_one(t: &mut Tracker, name: &str, status: i32, lines: &[&str], t0: Instant) -> Vec<Finished> {
+    fn run_one(
+        t: &mut Tracker,
+        name: &str,
+        status: i32,
+        lines: &[&str],
+        t0: Instant,
+    ) -> Vec<Finished> {
         let mut done = Vec::new();
         let mut feed = |e: VmEvent| done.extend(t.feed(&e, t0));
         feed(con(&format!("[ 1.0] ktest-guest: subtest-begin {name}")));
@@ -510,7 +537,10 @@ mod tests {
         run_one(&mut t, "a", 0, &[], t0);
         t.feed(&con("ktest-guest: subtest-begin b"), t0);
         t.feed(&res("begin b 0"), t0);
-        t.feed(&con("[ 3.0] Kernel panic - not syncing: sysrq triggered crash"), t0);
+        t.feed(
+            &con("[ 3.0] Kernel panic - not syncing: sysrq triggered crash"),
+            t0,
+        );
         let obs = Observed {
             crash: Some("[ 3.0] Kernel panic - not syncing: sysrq triggered crash".into()),
             started: true,
@@ -520,7 +550,12 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].result.name, "b");
         assert_eq!(r[0].result.verdict, Verdict::Crash);
-        assert!(r[0].result.reason.as_deref().unwrap().contains("Kernel panic"));
+        assert!(r[0]
+            .result
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("Kernel panic"));
         assert_eq!(r[0].result.duration, Duration::from_secs(2));
         assert_eq!(r[0].console.len(), 1);
         assert_eq!(rest, names(&["c", "d"]));
@@ -562,7 +597,12 @@ mod tests {
 
     #[test]
     fn info_parsing() {
-        let i = parse_info(&names(&["skip needs CONFIG_X", "allow warning,taint", "allow lockdep", "junk"]));
+        let i = parse_info(&names(&[
+            "skip needs CONFIG_X",
+            "allow warning,taint",
+            "allow lockdep",
+            "junk",
+        ]));
         assert_eq!(i.skip.as_deref(), Some("needs CONFIG_X"));
         assert_eq!(i.allow, names(&["warning", "taint", "lockdep"]));
         assert_eq!(i.timeout, None);

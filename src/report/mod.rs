@@ -3,6 +3,10 @@
 //! history) consumes them and decides what to show or write. The runner and
 //! the supervision loop print nothing themselves.
 
+#[cfg(test)]
+mod fixtures;
+pub mod terminal;
+
 use crate::error::Result;
 use crate::results::{RunReport, SubtestResult};
 use std::path::PathBuf;

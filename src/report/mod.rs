@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod fixtures;
+pub mod ktap;
 pub mod terminal;
 
 use crate::error::Result;

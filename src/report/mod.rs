@@ -3,8 +3,11 @@
 //! history) consumes them and decides what to show or write. The runner and
 //! the supervision loop print nothing themselves.
 
+pub mod file;
 #[cfg(test)]
 mod fixtures;
+pub mod json;
+pub mod junit;
 pub mod ktap;
 pub mod terminal;
 

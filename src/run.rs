@@ -50,17 +50,11 @@ const RUNS_KEPT: usize = 20;
 /// A new run id: `YYYYMMDD-HHMMSS-XXXX` in UTC, sortable, and unique
 /// enough that two runs in one second do not share a log directory.
 fn new_run_id(now: SystemTime) -> String {
-    let stamp = humantime::format_rfc3339_seconds(now).to_string();
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    let stamp = chrono::DateTime::<chrono::Utc>::from(now).format("%Y%m%d-%H%M%S");
     let mut nonce = [0u8; 2];
     use std::io::Read;
     let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut nonce));
-    format!(
-        "{}-{}-{:04x}",
-        &digits[..8],
-        &digits[8..14],
-        u16::from_ne_bytes(nonce)
-    )
+    format!("{stamp}-{:04x}", u16::from_ne_bytes(nonce))
 }
 
 /// Whether `name` is a run id `new_run_id` made: only those are pruned.

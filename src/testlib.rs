@@ -4,7 +4,7 @@
 //! list-tests) and in the VM alike.
 
 use crate::error::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The library's text.
 pub const TEXT: &str = include_str!("../lib/ktest.sh");
@@ -37,11 +37,6 @@ impl HostCopy {
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
-
-    /// The directory holding it.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 impl Drop for HostCopy {
@@ -59,7 +54,7 @@ mod tests {
     #[test]
     fn host_copy_is_private_and_removed() {
         let copy = HostCopy::create().unwrap();
-        let dir = copy.dir().to_path_buf();
+        let dir = copy.path().parent().unwrap().to_path_buf();
         assert_eq!(std::fs::read_to_string(copy.path()).unwrap(), TEXT);
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");

@@ -324,7 +324,7 @@ fn run_interactive_gives_a_console_shell_after_the_test() {
     pty.type_keys(b"\x01x");
     let out = vm.wait(30);
     assert_eq!(out.status.code(), Some(0), "{}", pty.shown());
-    pty.wait_for(5, "quick: passed");
+    pty.wait_for(5, "quick: 1 passed");
     let after = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
     assert_eq!(
         (after.local_flags, after.input_flags, after.output_flags),

@@ -3,7 +3,13 @@
 //! history) consumes them and decides what to show or write. The runner and
 //! the supervision loop print nothing themselves.
 
-pub mod basic;
+pub mod file;
+#[cfg(test)]
+mod fixtures;
+pub mod json;
+pub mod junit;
+pub mod ktap;
+pub mod terminal;
 
 use crate::error::Result;
 use crate::results::{RunReport, SubtestResult};
@@ -108,17 +114,32 @@ impl Reporters {
     }
 }
 
-/// The reporters `ktest run` feeds: the terminal, and the report files the
-/// command line asks for.
+/// The reporters `ktest run` feeds: the terminal (all on stderr when KTAP
+/// takes stdout), KTAP, and the report files the command line asks for.
 pub fn for_run(_db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
     let mut r = Reporters::default();
-    r.add(Box::new(basic::Basic::new(args.verbose)));
+    if args.ktap {
+        r.add(Box::new(terminal::Terminal::stderr_only(
+            true,
+            true,
+            args.verbose,
+        )));
+        r.add(Box::new(ktap::Ktap::new()));
+    } else {
+        r.add(Box::new(terminal::Terminal::new(true, true, args.verbose)));
+    }
+    if let Some(path) = &args.junit {
+        r.add(Box::new(junit::reporter(path.clone())));
+    }
+    if let Some(path) = &args.json {
+        r.add(Box::new(json::reporter(path.clone())));
+    }
     Ok(r)
 }
 
 /// What `ktest boot` shows: the console as it comes, and ktest's notes.
 pub fn terminal_for_boot() -> impl FnMut(crate::supervise::VmEvent) {
-    let mut t = basic::Basic::new(false);
+    let mut t = terminal::Terminal::new(true, true, false);
     move |ev| {
         for e in crate::runner::display(&ev) {
             let _ = t.event(&e);

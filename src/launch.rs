@@ -200,8 +200,8 @@ fn ssh_env(keys: &sshkey::Keys) -> std::result::Result<String, String> {
 
 /// How a prepared VM is run.
 pub struct Launch<'a> {
-    /// The accelerator (`choose_accel`).
-    pub accel: plan::Accel,
+    /// The accelerator asked for (probed once per boot, cached).
+    pub accel: accel::Choice,
     /// Show the boot log too.
     pub verbose: bool,
     /// Whether the console becomes the user's terminal, and when.
@@ -234,16 +234,6 @@ pub fn ktest_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The accelerator for this run (the KVM probe's result is cached).
-pub fn choose_accel(
-    db: &Path,
-    p: &Prepared,
-    choice: accel::Choice,
-    verbose: bool,
-) -> Result<plan::Accel> {
-    accel::choose(choice, &p.qemu, &State::open(db)?, &ktest_dir()?, verbose)
-}
-
 /// Allocates a slot, fills the per-VM directory, boots and watches the VM,
 /// and removes everything again. Returns what happened.
 pub fn launch(
@@ -257,9 +247,10 @@ pub fn launch(
     // Held until every attempt's VM directory is gone again: no other
     // ktest, whatever database it uses, can touch `.ktest/vm` meanwhile.
     let _lock = vmlock::acquire(&ktest_dir)?;
+    let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir, l.verbose)?;
     let mut attempt = 1;
     loop {
-        let observed = boot_once(State::open(db)?, &cwd, p, l, sink)?;
+        let observed = boot_once(State::open(db)?, &cwd, p, l, accel, sink)?;
         // Allocation skips ports that are in use, but a ktest using another
         // database (another user) can take the port before qemu binds it.
         // Then qemu fails at once, and a new slot is the cure.
@@ -287,6 +278,7 @@ fn boot_once(
     cwd: &Path,
     p: &Prepared,
     l: &Launch,
+    accel: plan::Accel,
     sink: &mut dyn FnMut(VmEvent),
 ) -> Result<Observed> {
     let log = l.log.as_path();
@@ -305,7 +297,7 @@ fn boot_once(
     populate(p, l, &vm_dir, log)?;
     let plan = plan::plan(&plan_input(
         p,
-        l.accel,
+        accel,
         &vm_dir,
         guard.row.slot,
         guard.row.ssh_port,

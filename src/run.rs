@@ -143,7 +143,7 @@ struct Vms<'a> {
     db: &'a Path,
     prepared: &'a Prepared,
     args: &'a RunArgs,
-    accel: plan::Accel,
+    accel: accel::Choice,
 }
 
 impl runner::Boot for Vms<'_> {
@@ -210,14 +210,13 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     if args.dry_run {
         return dry_run(db, &prepared, choice, args.verbose);
     }
-    let accel = launch::choose_accel(db, &prepared, choice, args.verbose)?;
     let mut iteration = 0u64;
     loop {
         iteration += 1;
         if args.repeat.is_some() {
             crate::errln!("ktest: iteration {iteration}");
         }
-        let code = run_once(db, &args, &prepared, accel)?;
+        let code = run_once(db, &args, &prepared, choice)?;
         let more = match args.repeat {
             None => false,
             Some(n) => code == Code::Passed && (n == 0 || iteration < n),
@@ -235,7 +234,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
 }
 
 /// One run of the selected subtests, reported.
-fn run_once(db: &Path, args: &RunArgs, prepared: &Prepared, accel: plan::Accel) -> Result<Code> {
+fn run_once(db: &Path, args: &RunArgs, prepared: &Prepared, accel: accel::Choice) -> Result<Code> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let run_id = new_run_id(started);
@@ -311,12 +310,11 @@ pub fn list(tests: &[PathBuf]) -> Result<Code> {
 pub fn boot(db: &Path, args: BootArgs) -> Result<Code> {
     signals::install();
     let prepared = prepare::prepare_boot(&args)?;
-    let accel = launch::choose_accel(db, &prepared, args.accel, false)?;
     let logs = launch::ktest_dir()?.join("log");
     launch::create_private_dir(&logs)?;
     let log = logs.join(fit_name("boot", ".log"));
     let l = Launch {
-        accel,
+        accel: args.accel,
         // The whole console is shown anyway.
         verbose: false,
         interactive: Some(supervise::Interactive::FromBoot),

@@ -5,8 +5,9 @@
 //! decisions (reuse, configuration keys, make variables, error reports and
 //! exit codes). The real ones build Debian's linux-source-6.1, unpacked in
 //! ~/.cache/ktest by tests/test-kernel.sh, into that tree's .ktest/ — two
-//! configurations, the default and tests/bcache's, about 6 minutes each on
-//! 2 cores the first time and reused by later runs — and boot the results.
+//! configurations, the default, tests/bcache's, tests/kunit's and
+//! tests/fixtures/kernel-log's, about 6 minutes each on 2 cores the first
+//! time and reused by later runs — and boot the results.
 
 mod common;
 
@@ -383,6 +384,73 @@ fn real_tree_bcache_test_gets_a_kernel_with_bcache() {
     assert!(
         t.contains("bcache: 32 MiB verified after re-registering"),
         "{t}"
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn real_tree_kernel_log_checks_catch_real_reports() {
+    let s = Sandbox::new();
+    let tree = linux_tree();
+    let json = s.path().join("r.json");
+    let out = s
+        .ktest()
+        .args(["run", "--json"])
+        .arg(&json)
+        .arg("--kernel-src")
+        .arg(&tree)
+        .arg(repo().join("tests/fixtures/kernel-log"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    // The BUG crashed the kernel: that outranks the WARNING's failure.
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let subtests = report["tests"][0]["subtests"].as_array().unwrap();
+    let got: Vec<(&str, &str)> = subtests
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("clean", "pass"),
+            ("warning", "fail"),
+            ("allowed_warning", "pass"),
+            ("bug", "crash"),
+            ("after_bug", "pass")
+        ],
+        "{t}"
+    );
+    let warning = &subtests[1];
+    assert!(
+        warning["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("kernel log: WARNING"),
+        "{warning}"
+    );
+    let kinds: Vec<&str> = warning["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"warning") && kinds.contains(&"taint"),
+        "{kinds:?}"
+    );
+    // The allowed one is kept, marked allowed.
+    assert_eq!(
+        subtests[2]["findings"][0]["allowed"], true,
+        "{}",
+        subtests[2]
+    );
+    let log = std::fs::read_to_string(s.run_dir("kernel-log").join("bug.log")).unwrap();
+    assert!(
+        log.contains("kernel BUG at drivers/misc/lkdtm/bugs.c"),
+        "{log}"
     );
     s.assert_clean();
 }

@@ -7,6 +7,8 @@
 //! sentinels only in the test's output, so a test cannot print its way to
 //! a "kernel crashed" or "guest error" verdict.
 
+use crate::kernel_log;
+
 /// What a console line tells ktest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
@@ -22,7 +24,10 @@ pub enum Line {
     SubtestBegin(String),
     /// A subtest ended: its share of the kernel log is complete.
     SubtestEnd(String),
-    /// The kernel panicked, oopsed or hit a BUG.
+    /// The kernel panicked or oopsed: it is going down (ktest boots with
+    /// `oops=panic`). Reports that leave it running (WARN, KASAN, UBSAN,
+    /// a soft lockup, a non-fatal `BUG:`) are `Other` here and judged per
+    /// subtest from the kernel log.
     Crash,
     /// Anything else.
     Other,
@@ -30,35 +35,6 @@ pub enum Line {
 
 /// Marker prefix the guest init prints; keep in sync with lib/guest/init.sh.
 pub const MARKER: &str = "ktest-guest: ";
-
-/// Strips a printk timestamp such as `[    1.234567] `.
-fn without_timestamp(line: &str) -> &str {
-    let t = line.trim_start();
-    if let Some(rest) = t.strip_prefix('[') {
-        if let Some(end) = rest.find(']') {
-            let stamp = &rest[..end];
-            if stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
-                return rest[end + 1..].trim_start();
-            }
-        }
-    }
-    t
-}
-
-/// Lines that mean the kernel is in trouble. Matched at the start of the
-/// message (after the timestamp) so a test printing these words in the
-/// middle of a line does not trip them.
-const CRASH_PREFIXES: &[&str] = &[
-    "Kernel panic - not syncing",
-    "BUG: ",
-    "kernel BUG at ",
-    "Oops: ",
-    "general protection fault",
-    "Unable to handle kernel",
-    "watchdog: BUG: soft lockup",
-    "UBSAN: ",
-    "KASAN: ",
-];
 
 /// A compatibility sentinel in the test's output (Kent's ktest protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +57,8 @@ pub fn sentinel(line: &str) -> Option<Sentinel> {
 
 /// Classifies one console line (without its line ending).
 pub fn classify(line: &str) -> Line {
-    let msg = without_timestamp(line.trim_end_matches('\r'));
+    let line = line.trim_end_matches('\r');
+    let msg = kernel_log::message(line);
     if let Some(rest) = msg.strip_prefix(MARKER) {
         if rest.starts_with("start") {
             return Line::Start;
@@ -100,7 +77,7 @@ pub fn classify(line: &str) -> Line {
         }
         return Line::Other;
     }
-    if CRASH_PREFIXES.iter().any(|p| msg.starts_with(p)) {
+    if kernel_log::ends_kernel(line) {
         return Line::Crash;
     }
     Line::Other
@@ -223,11 +200,35 @@ mod tests {
             "[    1.0] kernel BUG at fs/bcache/foo.c:12!",
             "Oops: 0002 [#1] SMP",
             "[  3.3] general protection fault, probably for non-canonical address",
+            "[    2.0] BUG: unable to handle page fault for address: ffffffffc0201000",
+            "[    2.0] invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+            "[    2.0][    T1] Kernel panic - not syncing: VFS: Unable to mount root fs",
+            "[    2.0] Internal error: Oops: 0000000096000005 [#1] PREEMPT SMP",
+            "[    2.0] Unable to handle kernel paging request at virtual address ffff800008f1b000\r",
         ] {
             assert_eq!(classify(l), Line::Crash, "{l}");
         }
         assert_eq!(classify("my test says BUG: nothing"), Line::Other);
         assert_eq!(classify("[    1.0] sysrq: Trigger a crash"), Line::Other);
+    }
+
+    #[test]
+    fn reports_that_leave_the_kernel_running_are_not_crashes() {
+        // oops=panic makes an oops fatal; these are judged per subtest from
+        // the kernel log instead (src/kernel_log.rs).
+        for l in [
+            "[    1.0] WARNING: CPU: 0 PID: 1 at kernel/module.c:1108 module_put+0x57/0x70",
+            "[    1.0] BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right+0xa8/0xbc [test_kasan]",
+            "[    1.0] UBSAN: array-index-out-of-bounds in lib/test_ubsan.c:86:14",
+            "[    1.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [spin:245]",
+            "[    1.0] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580",
+            "[    1.0] BUG: scheduling while atomic: sh/245/0x00000002",
+            "[    1.0] INFO: task mount:812 blocked for more than 122 seconds.",
+            "[    1.0] rcu: INFO: rcu_preempt self-detected stall on CPU",
+            "[    1.0] WARNING: possible circular locking dependency detected",
+        ] {
+            assert_eq!(classify(l), Line::Other, "{l}");
+        }
     }
 
     #[test]

@@ -207,14 +207,8 @@ pub struct Prepared {
 /// The subtests a run selects: from `list-tests` for a file that declared
 /// `SUBTESTS=yes`, else the file itself as one subtest.
 fn subtests(test: &Path, spec: &TestSpec, patterns: &[String]) -> Result<Subtests> {
-    for kind in &spec.allow {
-        if crate::kernel_log::Kind::from_name(kind).is_none() {
-            return Err(Error::usage(format!(
-                "{}: deps: ALLOW={kind}: not a kind of kernel-log report ktest checks",
-                test.display()
-            )));
-        }
-    }
+    crate::kernel_log::Allow::parse(&spec.allow.join(","))
+        .map_err(|e| Error::usage(format!("{}: deps: ALLOW: {}", test.display(), e.message)))?;
     if spec.subtests {
         let all = deps::list(test)?;
         return Ok(Subtests::Named(suite::select(test, &all, patterns)?));

@@ -259,7 +259,7 @@ fn run_once(db: &Path, args: &RunArgs, prepared: &Prepared, accel: accel::Choice
     let plan = SuitePlan {
         test,
         subtests: prepared.subtests.clone(),
-        allow: prepared.spec.allow.clone(),
+        allow: crate::kernel_log::Allow::parse(&prepared.spec.allow.join(","))?,
         fail_fast: args.fail_fast,
         dir,
     };

@@ -171,7 +171,7 @@ deps) echo MEM=128M; echo SUBTESTS=yes; echo ALLOW=taint; exit 0 ;;
 list-tests) echo taint; echo fails; exit 0 ;;
 esac
 case "$2" in
-taint) echo 64 >/proc/sys/kernel/tainted ;;
+taint) echo 512 >/proc/sys/kernel/tainted ;;
 fails) exit 1 ;;
 esac
 "#,

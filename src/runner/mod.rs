@@ -23,7 +23,7 @@ pub struct SuitePlan {
     /// Its selected subtests, or its one subtest.
     pub subtests: Subtests,
     /// Kernel-log kinds the file allows (`ALLOW=`).
-    pub allow: Vec<String>,
+    pub allow: crate::kernel_log::Allow,
     /// Stop at the first subtest that does not pass; no fresh VM after a
     /// crash.
     pub fail_fast: bool,
@@ -321,7 +321,7 @@ mod tests {
         SuitePlan {
             test: PathBuf::from("/t/suite"),
             subtests: Subtests::Named(names.iter().map(|s| s.to_string()).collect()),
-            allow: vec![],
+            allow: crate::kernel_log::Allow::default(),
             fail_fast,
             dir: dir.to_path_buf(),
         }

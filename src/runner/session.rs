@@ -54,7 +54,7 @@ struct Sub {
 pub struct Tracker {
     planned: Vec<String>,
     /// Kinds every subtest of the file may produce (`ALLOW=`).
-    allow: Vec<String>,
+    allow: kernel_log::Allow,
     subs: Vec<Sub>,
     /// The subtest whose output is arriving.
     output_current: Option<usize>,
@@ -64,7 +64,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker for a VM asked to run `planned`, in order.
-    pub fn new(planned: Vec<String>, allow: Vec<String>) -> Tracker {
+    pub fn new(planned: Vec<String>, allow: kernel_log::Allow) -> Tracker {
         Tracker {
             planned,
             allow,
@@ -170,6 +170,10 @@ impl Tracker {
                     s.console_open = false;
                 }
                 if let Some(i) = self.mention(&name, now) {
+                    // Kept: it shows the scanner that this kernel stamps
+                    // its lines, so an unstamped line (written to the
+                    // console by a program) opens no report.
+                    self.subs[i].console.push(line.to_string());
                     self.subs[i].console_open = true;
                 }
             }
@@ -199,6 +203,11 @@ impl Tracker {
                 judge_ended(s, &allow)
             })
             .collect()
+    }
+
+    #[cfg(test)]
+    fn new_for_test(planned: Vec<String>) -> Tracker {
+        Tracker::new(planned, kernel_log::Allow::default())
     }
 
     /// Judges what is left once the VM has stopped, by how it ended.
@@ -253,21 +262,23 @@ fn parse_info(lines: &[String]) -> Info {
 }
 
 /// The kernel-log findings of a subtest's share of the console, and its
-/// taint change, each marked allowed or not.
-fn findings(s: &Sub, allow: &[String], info: &Info) -> Vec<KernelLogFinding> {
-    let mut scan = kernel_log::Scanner::new();
-    for l in &s.console {
-        scan.line(l);
-    }
-    let mut found = scan.finish();
+/// taint change, each marked allowed or not; or why its own allowances
+/// are wrong.
+fn findings(
+    s: &Sub,
+    allow: &kernel_log::Allow,
+    info: &Info,
+) -> Result<Vec<KernelLogFinding>, String> {
+    let mut allow = allow.clone();
+    let own = kernel_log::Allow::parse(&info.allow.join(","))
+        .map_err(|e| format!("ktest_allow: {}", e.message))?;
+    allow.extend(&own);
     let taint_end = s.ended.and_then(|(_, _, t)| t);
-    if let (Some(b), Some(a)) = (s.taint_begin, taint_end) {
-        found.extend(kernel_log::taint_finding(b, a));
-    }
-    for f in &mut found {
-        f.allowed = allow.iter().chain(&info.allow).any(|k| *k == f.kind);
-    }
-    found
+    Ok(kernel_log::check(
+        s.console.iter().map(String::as_str),
+        s.taint_begin.zip(taint_end),
+        &allow,
+    ))
 }
 
 fn result(s: &Sub, verdict: Verdict, reason: Option<String>, end: Instant) -> SubtestResult {
@@ -279,17 +290,24 @@ fn result(s: &Sub, verdict: Verdict, reason: Option<String>, end: Instant) -> Su
 }
 
 /// Applies the kernel log and KTAP to a verdict the exit status gave.
-fn refine(mut r: SubtestResult, s: &Sub, allow: &[String], info: &Info) -> SubtestResult {
+fn refine(mut r: SubtestResult, s: &Sub, allow: &kernel_log::Allow, info: &Info) -> SubtestResult {
     if let Some(cases) = crate::ktap::parse(&s.output.join("\n")) {
-        let failed = count_failed(&cases);
-        let total = count_cases(&cases);
+        let failed = crate::ktap::failing(&cases);
+        let total = crate::ktap::leaves(&cases);
         if r.verdict == Verdict::Pass && failed > 0 {
             r.verdict = Verdict::Fail;
             r.reason = Some(format!("KTAP: {failed} of {total} cases failed"));
         }
         r.children = cases;
     }
-    r.findings = findings(s, allow, info);
+    match findings(s, allow, info) {
+        Ok(found) => r.findings = found,
+        Err(why) => {
+            r.verdict = Verdict::Fail;
+            r.reason = Some(why);
+            return r;
+        }
+    }
     if let Some(f) = r.findings.iter().find(|f| !f.allowed) {
         if r.verdict.is_ok() {
             r.verdict = Verdict::Fail;
@@ -299,35 +317,9 @@ fn refine(mut r: SubtestResult, s: &Sub, allow: &[String], info: &Info) -> Subte
     r
 }
 
-fn count_cases(cases: &[SubtestResult]) -> usize {
-    cases
-        .iter()
-        .map(|c| {
-            if c.children.is_empty() {
-                1
-            } else {
-                count_cases(&c.children)
-            }
-        })
-        .sum()
-}
-
-fn count_failed(cases: &[SubtestResult]) -> usize {
-    cases
-        .iter()
-        .map(|c| {
-            if c.children.is_empty() {
-                usize::from(!c.verdict.is_ok())
-            } else {
-                count_failed(&c.children)
-            }
-        })
-        .sum()
-}
-
 /// Exit status 0 passes, 4 (kselftest's KSFT_SKIP) skips, anything else
 /// fails; the sentinels and the library's info lines refine that.
-fn judge_ended(s: &Sub, allow: &[String]) -> Finished {
+fn judge_ended(s: &Sub, allow: &kernel_log::Allow) -> Finished {
     let (end, status, _) = s.ended.expect("judge_ended needs an end");
     let info = parse_info(&s.info);
     let (verdict, reason) = if let Some(limit) = &info.timeout {
@@ -361,7 +353,7 @@ fn judge_ended(s: &Sub, allow: &[String]) -> Finished {
 
 /// A subtest that began but never ended: the VM crashed, timed out, was
 /// stopped, or ended under it.
-fn judge_unfinished(s: &Sub, obs: &Observed, now: Instant, allow: &[String]) -> Finished {
+fn judge_unfinished(s: &Sub, obs: &Observed, now: Instant, allow: &kernel_log::Allow) -> Finished {
     let info = parse_info(&s.info);
     let (verdict, reason) = if let Some(line) = &obs.crash {
         (
@@ -398,7 +390,7 @@ fn judge_unfinished(s: &Sub, obs: &Observed, now: Instant, allow: &[String]) -> 
         )
     };
     let mut r = result(s, verdict, reason, now);
-    r.findings = findings(s, allow, &info);
+    r.findings = findings(s, allow, &info).unwrap_or_default();
     finished(s, r)
 }
 
@@ -470,7 +462,7 @@ mod tests {
     #[test]
     fn exit_statuses_decide_once_every_channel_closed_the_subtest() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["a", "b", "c"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a", "b", "c"]));
         let a = run_one(&mut t, "a", 0, &["hello"], t0);
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].result.verdict, Verdict::Pass);
@@ -488,7 +480,7 @@ mod tests {
     #[test]
     fn a_result_waits_for_the_kernel_log_mark() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["a"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a"]));
         assert!(t.feed(&res("begin a 0"), t0).is_empty());
         t.feed(&con("ktest-guest: subtest-begin a"), t0);
         t.feed(&VmEvent::OutputMark(Mark::Begin("a".into())), t0);
@@ -497,13 +489,17 @@ mod tests {
         t.feed(&con("[ 2.0] late kernel line"), t0);
         let done = t.feed(&con("ktest-guest: subtest-end a"), t0);
         assert_eq!(done.len(), 1);
-        assert_eq!(done[0].console, names(&["[ 2.0] late kernel line"]));
+        // Its share: from its begin mark (kept) up to its end mark.
+        assert_eq!(
+            done[0].console,
+            names(&["ktest-guest: subtest-begin a", "[ 2.0] late kernel line"])
+        );
     }
 
     #[test]
     fn info_lines_skip_with_a_reason_and_time_out() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["s", "t"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["s", "t"]));
         t.feed(&res("begin s 0"), t0);
         t.feed(&res("info s skip no scratch disk"), t0);
         let s = run_one(&mut t, "s", 4, &[], t0);
@@ -517,11 +513,11 @@ mod tests {
     #[test]
     fn sentinels_refine_the_status() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["a"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a"]));
         let a = run_one(&mut t, "a", 0, &["TEST FAILED"], t0);
         assert_eq!(a[0].result.verdict, Verdict::Fail);
         // Said success, then hung until ktest stopped the VM.
-        let mut t = Tracker::new(names(&["h", "next"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["h", "next"]));
         t.feed(&res("begin h 0"), t0);
         t.feed(&VmEvent::OutputMark(Mark::Begin("h".into())), t0);
         t.feed(&out("TEST SUCCESS"), t0);
@@ -533,7 +529,7 @@ mod tests {
     #[test]
     fn a_crash_marks_the_running_subtest_and_leaves_the_rest() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["a", "b", "c", "d"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a", "b", "c", "d"]));
         run_one(&mut t, "a", 0, &[], t0);
         t.feed(&con("ktest-guest: subtest-begin b"), t0);
         t.feed(&res("begin b 0"), t0);
@@ -557,14 +553,14 @@ mod tests {
             .unwrap()
             .contains("Kernel panic"));
         assert_eq!(r[0].result.duration, Duration::from_secs(2));
-        assert_eq!(r[0].console.len(), 1);
+        assert_eq!(r[0].console.len(), 2, "its begin mark and the panic");
         assert_eq!(rest, names(&["c", "d"]));
     }
 
     #[test]
     fn time_outs_and_interrupts() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["a", "b"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a", "b"]));
         t.feed(&res("begin a 0"), t0);
         let obs = Observed {
             timed_out: Some(60),
@@ -575,7 +571,7 @@ mod tests {
         assert_eq!(r[0].result.verdict, Verdict::Timeout);
         assert_eq!(r[0].result.reason.as_deref(), Some("timed out after 60 s"));
         assert_eq!(rest, names(&["b"]));
-        let mut t = Tracker::new(names(&["a"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a"]));
         t.feed(&res("begin a 0"), t0);
         let obs = Observed {
             interrupted: true,
@@ -587,12 +583,66 @@ mod tests {
     #[test]
     fn the_guest_cannot_invent_or_repeat_subtests() {
         let t0 = Instant::now();
-        let mut t = Tracker::new(names(&["a"]), vec![]);
+        let mut t = Tracker::new_for_test(names(&["a"]));
         t.feed(&res("begin zzz 0"), t0);
         run_one(&mut t, "a", 0, &[], t0);
         t.feed(&res("begin a 0"), t0);
         let (r, rest) = t.finish(&Observed::default(), t0);
         assert!(r.is_empty() && rest.is_empty(), "{r:?} {rest:?}");
+    }
+
+    #[test]
+    fn kernel_log_findings_fail_a_subtest_unless_allowed() {
+        let t0 = Instant::now();
+        let warn = [
+            "[    5.100000] ------------[ cut here ]------------",
+            "[    5.100001] WARNING: CPU: 0 PID: 42 at drivers/misc/lkdtm/bugs.c:90 lkdtm_WARNING_MESSAGE+0x1c/0x20",
+            "[    5.100002] ---[ end trace 0000000000000000 ]---",
+        ];
+        let feed = |t: &mut Tracker, name: &str, info: Option<&str>| {
+            t.feed(
+                &con(&format!("[ 5.0] ktest-guest: subtest-begin {name}")),
+                t0,
+            );
+            t.feed(&VmEvent::OutputMark(Mark::Begin(name.into())), t0);
+            t.feed(&res(&format!("begin {name} 0")), t0);
+            for l in warn {
+                t.feed(&con(l), t0);
+            }
+            if let Some(i) = info {
+                t.feed(&res(&format!("info {name} {i}")), t0);
+            }
+            t.feed(&VmEvent::OutputMark(Mark::End(name.into())), t0);
+            t.feed(&con(&format!("[ 5.2] ktest-guest: subtest-end {name}")), t0);
+            t.feed(&res(&format!("end {name} 0 512")), t0)
+        };
+        let mut t = Tracker::new_for_test(names(&["w", "ok", "typo"]));
+        let w = feed(&mut t, "w", None);
+        assert_eq!(w[0].result.verdict, Verdict::Fail);
+        assert!(
+            w[0].result
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("kernel log: WARNING: CPU: 0"),
+            "{:?}",
+            w[0].result.reason
+        );
+        let ok = feed(&mut t, "ok", Some("allow warning"));
+        assert_eq!(ok[0].result.verdict, Verdict::Pass, "{:?}", ok[0].result);
+        assert!(ok[0].result.findings.iter().all(|f| f.allowed));
+        let typo = feed(&mut t, "typo", Some("allow warnings"));
+        assert_eq!(typo[0].result.verdict, Verdict::Fail);
+        assert!(typo[0]
+            .result
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("ktest_allow"));
+        // The file's ALLOW= covers every subtest.
+        let allow = kernel_log::Allow::parse("warning").unwrap();
+        let mut t = Tracker::new(names(&["w"]), allow);
+        assert_eq!(feed(&mut t, "w", None)[0].result.verdict, Verdict::Pass);
     }
 
     #[test]

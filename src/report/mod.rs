@@ -4,6 +4,7 @@
 //! the supervision loop print nothing themselves.
 
 pub mod basic;
+pub mod history;
 
 use crate::error::Result;
 use crate::results::{RunReport, SubtestResult};
@@ -110,9 +111,17 @@ impl Reporters {
 
 /// The reporters `ktest run` feeds: the terminal, and the report files the
 /// command line asks for.
-pub fn for_run(_db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
+pub fn for_run(db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
     let mut r = Reporters::default();
     r.add(Box::new(basic::Basic::new(args.verbose)));
+    let keep = crate::config_file::get()?
+        .history_runs
+        .map_or(crate::history::DEFAULT_KEEP, |n| n as usize);
+    r.add(Box::new(history::History::new(
+        db.to_path_buf(),
+        crate::launch::start_dir()?,
+        keep,
+    )));
     Ok(r)
 }
 

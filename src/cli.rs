@@ -86,6 +86,9 @@ pub enum Command {
     },
     /// Power off this directory's VM and clean up.
     Stop,
+    /// Show the last run's results, or a test's past results (--history),
+    /// from the results history; boots nothing.
+    Results(ResultsArgs),
 }
 
 /// Where the kernel comes from and how it is built (`run`, `build`,
@@ -237,6 +240,30 @@ pub struct RunArgs {
     /// Arguments passed to the test in the VM (after --).
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// Options of `ktest results`.
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Show TEST's past results instead of the last run, newest first: a
+    /// test file's path or file name, or TEST:SUBTEST for one subtest.
+    #[arg(long, value_name = "TEST[:SUBTEST]")]
+    pub history: Option<String>,
+
+    /// With --history: how many results to show.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..),
+        requires = "history"
+    )]
+    pub limit: u32,
+
+    /// Print JSON for scripts instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ struct Raw {
     timeout: Option<TimeLimit>,
     accel: Option<String>,
     db: Option<PathBuf>,
+    history_runs: Option<u32>,
 }
 
 /// The defaults a `.ktest.toml` gave, with paths made absolute. Everything
@@ -57,6 +58,8 @@ pub struct FileConfig {
     pub accel: Option<Choice>,
     /// The state database.
     pub db: Option<PathBuf>,
+    /// How many runs the results history keeps.
+    pub history_runs: Option<u32>,
 }
 
 /// Where the file is: `cwd/.ktest.toml`, else `.ktest.toml` at the root of
@@ -136,10 +139,17 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
         mem: raw.mem,
         cpus: raw.cpus,
         timeout: raw.timeout,
+        history_runs: raw.history_runs,
         ..FileConfig::default()
     };
     if raw.jobs == Some(0) {
         return Err(key_err("jobs", "must be at least 1".into()));
+    }
+    if raw.history_runs == Some(0) {
+        return Err(key_err(
+            "history_runs",
+            "must be at least 1 (the history always keeps the last run)".into(),
+        ));
     }
     if let Some(base) = raw.base_config {
         if base.trim().is_empty() {
@@ -234,6 +244,7 @@ cpus = 4
 timeout = 900
 accel = "TCG"
 db = "/var/tmp/ktest.db"
+history_runs = 50
 
 [make]
 LLVM = 1
@@ -248,6 +259,7 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         assert_eq!(c.timeout.map(TimeLimit::secs), Some(900));
         assert_eq!(c.accel, Some(Choice::Tcg));
         assert_eq!(c.db, Some(PathBuf::from("/var/tmp/ktest.db")));
+        assert_eq!(c.history_runs, Some(50));
         assert_eq!(
             c.make_vars,
             vec![
@@ -275,6 +287,8 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         assert_eq!(e, "2: accel: 'fast' is not one of auto, kvm, tcg");
         let e = parse("mem = \"lots\"\n", Path::new("/")).unwrap_err();
         assert!(e.starts_with("1: mem: "), "{e}");
+        let e = parse("jobs = 1\nhistory_runs = 0\n", Path::new("/")).unwrap_err();
+        assert!(e.starts_with("2: history_runs: must be at least 1"), "{e}");
         let e = parse("timeout = 0\n", Path::new("/")).unwrap_err();
         assert!(e.contains("timeout"), "{e}");
         let e = parse("[make]\nX = [1]\n", Path::new("/")).unwrap_err();

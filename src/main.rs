@@ -13,6 +13,7 @@ mod deps;
 mod error;
 mod guest;
 mod guest_init;
+mod history;
 mod host_fit;
 mod kernel;
 #[allow(dead_code)]
@@ -104,5 +105,6 @@ fn dispatch(cli: cli::Cli) -> error::Result<Code> {
         cli::Command::Status => status::status(&db),
         cli::Command::List { tests } => run::list(&tests),
         cli::Command::Stop => attach::stop(&db),
+        cli::Command::Results(args) => history::results(&db, &args),
     }
 }

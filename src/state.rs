@@ -89,6 +89,8 @@ pub struct State {
     port_base: u32,
 }
 
+/// The tables of schema version 0, as every database has them. Frozen:
+/// changes go into `MIGRATIONS`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS vms (
     id          INTEGER PRIMARY KEY,
@@ -122,7 +124,8 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     }
 }
 
-fn sql(e: rusqlite::Error) -> Error {
+/// A database error as ktest reports it (exit 5; 130 if Ctrl-C cut a wait).
+pub(crate) fn sql(e: rusqlite::Error) -> Error {
     interrupted(&e).unwrap_or_else(|| Error::infra(format!("state database: {e}")))
 }
 
@@ -289,8 +292,82 @@ fn secure(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Brings a database from an older ktest up to `SCHEMA`, keeping its rows.
+/// Schema changes since `SCHEMA`, in order: entry N takes a database from
+/// `user_version` N to N + 1. The rule: `SCHEMA` (version 0) never changes
+/// again; a change is a new entry at the end, never an edit of one that
+/// shipped, and only adds (tables, indexes, columns with defaults), so an
+/// older ktest still works on a newer database.
+const MIGRATIONS: &[&str] = &[
+    // 1: the results history (src/history.rs).
+    "
+CREATE TABLE runs (
+    id                TEXT PRIMARY KEY,
+    started_at        INTEGER NOT NULL,
+    duration_ms       INTEGER NOT NULL,
+    kernel_release    TEXT,
+    kernel_build_hash TEXT,
+    kernel_describe   TEXT,
+    kernel_key        TEXT NOT NULL,
+    kernel_image      TEXT NOT NULL,
+    host_dir          TEXT NOT NULL
+);
+CREATE INDEX runs_by_time ON runs (started_at, id);
+CREATE INDEX runs_by_dir ON runs (host_dir, started_at);
+CREATE TABLE run_tests (
+    run_id       TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    position     INTEGER NOT NULL,
+    test         TEXT NOT NULL,
+    console_logs TEXT NOT NULL,
+    PRIMARY KEY (run_id, position)
+);
+CREATE TABLE results (
+    run_id        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    test_position INTEGER NOT NULL,
+    parent        INTEGER,
+    test          TEXT NOT NULL,
+    test_name     TEXT NOT NULL,
+    subtest       TEXT NOT NULL,
+    verdict       TEXT NOT NULL,
+    reason        TEXT,
+    duration_ms   INTEGER NOT NULL,
+    log_path      TEXT,
+    findings      TEXT,
+    PRIMARY KEY (run_id, position)
+);
+CREATE INDEX results_by_test ON results (test, subtest);
+CREATE INDEX results_by_name ON results (test_name, subtest);
+",
+];
+
+/// The schema version this ktest writes.
+#[cfg(test)]
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings a database from an older ktest up to date, keeping its rows:
+/// the `pid_ns` column (from before schema versions), then every entry of
+/// `MIGRATIONS` past the database's `user_version`, each with its version
+/// bump in one IMMEDIATE transaction, so that concurrent ktests apply it
+/// once. A database from a newer ktest is left as it is.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    add_pid_ns(conn)?;
+    loop {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let Some(step) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            return Ok(());
+        };
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+/// Adds `vms.pid_ns` to a database from before ktest recorded it.
+fn add_pid_ns(conn: &Connection) -> rusqlite::Result<()> {
     let has_pid_ns = conn
         .prepare("SELECT 1 FROM pragma_table_info('vms') WHERE name = 'pid_ns'")?
         .exists([])?;
@@ -359,6 +436,12 @@ impl State {
             conn,
             port_base: SSH_PORT_BASE,
         })
+    }
+
+    /// The connection, for modules that keep tables of their own here
+    /// (the results history) with `open`'s safety checks and busy handler.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Deletes rows of VMs whose owner is gone, in the caller's
@@ -759,6 +842,115 @@ mod tests {
         // And a second open finds it migrated.
         drop(s);
         assert_eq!(State::open(&path).unwrap().list().unwrap().len(), 1);
+    }
+
+    /// `SCHEMA` as ktest shipped it before schema versions: databases
+    /// in use have exactly these tables, whatever `SCHEMA` says later.
+    const SCHEMA_BEFORE_VERSIONS: &str = "
+CREATE TABLE IF NOT EXISTS vms (
+    id          INTEGER PRIMARY KEY,
+    slot        INTEGER NOT NULL UNIQUE,
+    owner_pid   INTEGER NOT NULL,
+    owner_start INTEGER NOT NULL,
+    boot_id     TEXT NOT NULL,
+    dir         TEXT NOT NULL UNIQUE,
+    vm_dir      TEXT NOT NULL,
+    test        TEXT NOT NULL,
+    qemu_pid    INTEGER NOT NULL DEFAULT 0,
+    qemu_start  INTEGER NOT NULL DEFAULT 0,
+    started_at  INTEGER NOT NULL,
+    ssh_port    INTEGER NOT NULL,
+    pid_ns      TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS probes (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+    /// A database as the ktest before schema versions left it: one live
+    /// VM (this process owns it, so the reaper keeps it) and one probe.
+    fn unversioned_database(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(SCHEMA_BEFORE_VERSIONS).unwrap();
+        c.execute(
+            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port, pid_ns)
+             VALUES (5, ?1, ?2, ?3, '/old', '/old/.ktest/vm', 't', 7, 22205, ?4)",
+            params![
+                std::process::id(),
+                procinfo::start_time(std::process::id()).unwrap(),
+                procinfo::boot_id(),
+                procinfo::pid_namespace()
+            ],
+        )
+        .unwrap();
+        c.execute("INSERT INTO probes VALUES ('kvm', 'no')", [])
+            .unwrap();
+        drop(c);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn user_version(s: &State) -> i64 {
+        s.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_unversioned_database_gains_the_history_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        unversioned_database(&path);
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(user_version(&s), SCHEMA_VERSION);
+        let rows = s.list().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].slot, rows[0].started_at), (5, 7));
+        assert_eq!(s.probe("kvm").as_deref(), Some("no"));
+        for table in ["runs", "run_tests", "results"] {
+            let n: i64 = s
+                .conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        // Opening again changes nothing.
+        drop(s);
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(user_version(&s), SCHEMA_VERSION);
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_opens_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        unversioned_database(&path);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || user_version(&State::open(&path).unwrap()))
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), SCHEMA_VERSION);
+        }
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_ktest_is_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        State::open(&path).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(user_version(&s), SCHEMA_VERSION + 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod file;
 #[cfg(test)]
 mod fixtures;
+pub mod history;
 pub mod json;
 pub mod junit;
 pub mod ktap;
@@ -115,8 +116,9 @@ impl Reporters {
 }
 
 /// The reporters `ktest run` feeds: the terminal (all on stderr when KTAP
-/// takes stdout), KTAP, and the report files the command line asks for.
-pub fn for_run(_db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
+/// takes stdout), KTAP, the report files the command line asks for, and
+/// the results history in the state database.
+pub fn for_run(db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
     let mut r = Reporters::default();
     if args.ktap {
         r.add(Box::new(terminal::Terminal::stderr_only(
@@ -134,6 +136,14 @@ pub fn for_run(_db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Repo
     if let Some(path) = &args.json {
         r.add(Box::new(json::reporter(path.clone())));
     }
+    let keep = crate::config_file::get()?
+        .history_runs
+        .map_or(crate::history::DEFAULT_KEEP, |n| n as usize);
+    r.add(Box::new(history::History::new(
+        db.to_path_buf(),
+        crate::launch::start_dir()?,
+        keep,
+    )));
     Ok(r)
 }
 

@@ -374,10 +374,14 @@ impl Terminal {
 impl Reporter for Terminal {
     fn event(&mut self, event: &Event) -> Result<()> {
         match event {
-            Event::RunStarted { test, subtests, .. } => {
+            Event::RunStarted {
+                run_id,
+                test,
+                subtests,
+            } => {
                 if self.verbose {
                     self.note(&format!(
-                        "{}: {} subtest{} selected: {}",
+                        "run {run_id}: {}: {} subtest{} selected: {}",
                         test_name(test),
                         subtests.len(),
                         if subtests.len() == 1 { "" } else { "s" },

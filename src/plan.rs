@@ -364,9 +364,10 @@ pub fn cmdline(input: &PlanInput) -> String {
     // Arguments after "--" go to init.
     match input.root {
         Root::Host => p.push(format!("-- {}", names::GUEST_INIT_ARG)),
-        // The image's /bin/sh.
+        // The image's /bin/sh. The init runs under bash when there is one
+        // (see guest_init::shell).
         Root::Image { .. } => p.push(format!(
-            "-- -c \"mkdir -p {dir} && mount -t 9p -o trans=virtio,version=9p2000.L {tag} {dir} && exec {dir}/{init}\"",
+            "-- -c \"mkdir -p {dir} && mount -t 9p -o trans=virtio,version=9p2000.L {tag} {dir} && {{ [ -x /bin/bash ] && exec /bin/bash {dir}/{init}; exec {dir}/{init}; }}\"",
             dir = names::GUEST_VM_DIR,
             tag = names::SHARE_TAG,
             init = names::INIT
@@ -591,7 +592,9 @@ mod tests {
         );
         assert!(p.cmdline.contains("root=/dev/vda"));
         assert!(p.cmdline.contains("init=/bin/sh"));
-        assert!(p.cmdline.ends_with("exec /run/ktest/init\""));
+        assert!(p.cmdline.ends_with(
+            "[ -x /bin/bash ] && exec /bin/bash /run/ktest/init; exec /run/ktest/init; }\""
+        ));
         let fsdevs = pairs(&p, "-fsdev");
         assert!(fsdevs[0].contains("path=/src/.ktest/vm,"));
         assert!(fsdevs[1].contains("path=/src/tests,") && fsdevs[1].contains("readonly=on"));

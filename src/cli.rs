@@ -23,7 +23,7 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "ktest", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// The state database (VMs, network slots, scratch files).
+    /// The state database (running VMs, network slots, results history).
     #[arg(long, global = true, env = crate::state::DB_ENV, value_name = "PATH")]
     pub db: Option<PathBuf>,
 

@@ -128,7 +128,15 @@ fn selection_fail_fast_and_list() {
         .collect();
     assert_eq!(
         names,
-        ["pass", "fail", "taint", "panic", "after_panic", "last"]
+        [
+            "pass",
+            "fail",
+            "taint",
+            "panic",
+            "after_panic",
+            "hang",
+            "last"
+        ]
     );
     let nothing = s.run(&["-s", "nope", &fixture("subtests")]);
     assert_eq!(nothing.status.code(), Some(2));

@@ -77,15 +77,6 @@ fn limit_memory(cmd: &mut Command, bytes: u64) {
     }
 }
 
-fn check(out: &Output, code: i32, needles: &[&str]) {
-    let t = text(out);
-    assert_eq!(out.status.code(), Some(code), "{t}");
-    for n in needles {
-        assert!(t.contains(n), "expected {n:?} in:\n{t}");
-    }
-    assert!(!t.contains("panicked"), "{t}");
-}
-
 /// A deps that leaves a child running, marks that it started, and hangs.
 fn hanging_deps(s: &Sandbox, name: &str) -> PathBuf {
     s.script(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::text;
+use common::{check, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -71,15 +71,6 @@ impl Setup {
             .unwrap();
         }
     }
-}
-
-fn check(out: &Output, code: i32, needles: &[&str]) {
-    let t = text(out);
-    assert_eq!(out.status.code(), Some(code), "{t}");
-    for n in needles {
-        assert!(t.contains(n), "expected {n:?} in:\n{t}");
-    }
-    assert!(!t.contains("panicked"), "{t}");
 }
 
 #[test]

@@ -145,6 +145,18 @@ impl Sandbox {
 }
 
 /// Everything a run printed.
+/// Asserts ktest exited with `code`, said each of `needles`, and did not
+/// panic.
+#[allow(dead_code)]
+pub fn check(out: &Output, code: i32, needles: &[&str]) {
+    let t = text(out);
+    assert_eq!(out.status.code(), Some(code), "{t}");
+    for n in needles {
+        assert!(t.contains(n), "expected {n:?} in:\n{t}");
+    }
+    assert!(!t.contains("panicked"), "{t}");
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check, text};
+use common::check;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

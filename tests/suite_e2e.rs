@@ -225,3 +225,32 @@ fn a_file_without_subtests_is_never_asked_for_them() {
     assert!(!marker.exists());
     s.assert_clean();
 }
+
+#[test]
+fn the_shell_library_in_a_vm() {
+    let s = Sandbox::new();
+    let json = s.path().join("r.json");
+    let out = s.run(&["--json", json.to_str().unwrap(), &fixture("library")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert_eq!(
+        verdicts(&json),
+        pairs(&[
+            ("pass", "pass"),
+            ("fail", "fail"),
+            ("skip", "skip"),
+            ("expectations", "pass"),
+            ("wrong_expectation", "fail"),
+            // The guest reads the kernel's own .config ($KTEST_KERNEL_CONFIG).
+            ("config", "skip"),
+            ("config_fail", "fail"),
+            ("slow", "timeout"),
+        ])
+    );
+    let slow = std::fs::read_to_string(s.run_dir("library").join("slow.log")).unwrap();
+    assert!(
+        slow.contains("timed out after 1 s (ktest_timeout)"),
+        "{slow}"
+    );
+    s.assert_clean();
+}

@@ -1,0 +1,134 @@
+//! ktest's shell library (lib/ktest.sh) on the host, under dash and bash:
+//! what it answers to deps, list-tests and run-tests, and what its helpers
+//! write to the info file ktest reads. No VM: these are the parts that do
+//! not need one (tests/suite_e2e.rs runs the same file in a VM).
+
+mod common;
+
+use common::repo;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn shells() -> Vec<&'static str> {
+    let mut v = vec!["sh"];
+    if Path::new("/bin/bash").exists() {
+        v.push("bash");
+    }
+    v
+}
+
+fn run(shell: &str, args: &[&str], info: Option<&Path>, config: Option<&Path>) -> Output {
+    let mut c = Command::new(shell);
+    c.arg(repo().join("tests/fixtures/library"))
+        .args(args)
+        .env("KTEST_LIB", repo().join("lib/ktest.sh"))
+        .env_remove("KTEST_SUBTEST_INFO")
+        .env_remove("KTEST_KERNEL_CONFIG");
+    if let Some(i) = info {
+        c.env("KTEST_SUBTEST_INFO", i);
+    }
+    if let Some(k) = config {
+        c.env("KTEST_KERNEL_CONFIG", k);
+    }
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn deps_and_list_tests() {
+    for sh in shells() {
+        let d = run(sh, &["deps"], None, None);
+        assert_eq!(d.status.code(), Some(0), "{sh}");
+        assert_eq!(stdout(&d), "MEM=128M\nTIMEOUT=30\nSUBTESTS=yes\n", "{sh}");
+        let l = run(sh, &["list-tests"], None, None);
+        assert_eq!(
+            stdout(&l).lines().collect::<Vec<_>>(),
+            [
+                "pass",
+                "fail",
+                "skip",
+                "expectations",
+                "wrong_expectation",
+                "config",
+                "config_fail",
+                "slow"
+            ],
+            "{sh}"
+        );
+        let bad = run(sh, &["frobnicate"], None, None);
+        assert_eq!(bad.status.code(), Some(2), "{sh}");
+    }
+}
+
+#[test]
+fn subtests_exit_statuses_and_info_lines() {
+    let t = tempfile::tempdir().unwrap();
+    let info = t.path().join("info");
+    let config = t.path().join("config");
+    std::fs::write(
+        &config,
+        "CONFIG_FOO=y\n# CONFIG_KTEST_NO_SUCH_OPTION is not set\n",
+    )
+    .unwrap();
+    for sh in shells() {
+        for (name, code, wrote) in [
+            ("pass", 0, ""),
+            ("fail", 1, ""),
+            ("skip", 4, "skip needs a disk it does not have\n"),
+            ("expectations", 0, ""),
+            ("wrong_expectation", 1, ""),
+            ("config", 4, "skip needs CONFIG_KTEST_NO_SUCH_OPTION\n"),
+            ("config_fail", 1, ""),
+            ("no_such_subtest", 2, ""),
+        ] {
+            std::fs::write(&info, "").unwrap();
+            let o = run(sh, &["run-tests", name], Some(&info), Some(&config));
+            let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+            assert_eq!(o.status.code(), Some(code), "{sh} {name}: {out}");
+            assert_eq!(
+                std::fs::read_to_string(&info).unwrap(),
+                wrote,
+                "{sh} {name}"
+            );
+            assert!(!out.contains("not reached"), "{sh} {name}: {out}");
+        }
+    }
+}
+
+#[test]
+fn a_subtest_past_its_own_time_limit_is_killed_and_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let info = t.path().join("info");
+    for sh in shells() {
+        std::fs::write(&info, "").unwrap();
+        let start = Instant::now();
+        let o = run(sh, &["run-tests", "slow"], Some(&info), None);
+        assert_ne!(o.status.code(), Some(0), "{sh}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{sh}: {:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&info).unwrap(),
+            "timeout 1\n",
+            "{sh}"
+        );
+    }
+}
+
+#[test]
+fn without_ktest_the_helpers_write_nothing_and_still_work() {
+    for sh in shells() {
+        let o = run(sh, &["run-tests", "skip"], None, None);
+        assert_eq!(o.status.code(), Some(4), "{sh}");
+        assert!(stdout(&o).contains("skipped: needs a disk"), "{sh}");
+        // Several names run in order; the first that does not pass decides.
+        let o = run(sh, &["run-tests", "pass", "skip", "fail"], None, None);
+        assert_eq!(o.status.code(), Some(4), "{sh}");
+    }
+}

@@ -385,6 +385,8 @@ fn real_tree_bcache_test_gets_a_kernel_with_bcache() {
         t.contains("bcache: 32 MiB verified after re-registering"),
         "{t}"
     );
+    // Each behaviour is its own subtest, run one after another in one VM.
+    assert!(t.contains("bcache: 4 passed (4 subtests"), "{t}");
     s.assert_clean();
 }
 
@@ -452,6 +454,44 @@ fn real_tree_kernel_log_checks_catch_real_reports() {
         log.contains("kernel BUG at drivers/misc/lkdtm/bugs.c"),
         "{log}"
     );
+    s.assert_clean();
+}
+
+#[test]
+fn real_tree_kunit_suites_report_each_case() {
+    let s = Sandbox::new();
+    let tree = linux_tree();
+    let json = s.path().join("r.json");
+    let out = s
+        .ktest()
+        .args(["run", "--json"])
+        .arg(&json)
+        .arg("--kernel-src")
+        .arg(&tree)
+        .arg(repo().join("tests/kunit"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let example = &report["tests"][0]["subtests"][0];
+    assert_eq!(example["name"], "example", "{example}");
+    // The suite, nested under the subtest, and its cases under it.
+    let suite = &example["children"][0];
+    assert_eq!(suite["name"], "example", "{suite}");
+    let cases: Vec<(&str, &str)> = suite["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["verdict"].as_str().unwrap()))
+        .collect();
+    assert!(
+        cases.contains(&("example_simple_test", "pass")),
+        "{cases:?}"
+    );
+    assert!(cases.contains(&("example_skip_test", "skip")), "{cases:?}");
+    assert!(cases.len() >= 5, "{cases:?}");
     s.assert_clean();
 }
 

@@ -21,6 +21,15 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c))
 }
 
+/// Whether `name` is taken by ktest's own files beside the subtests' logs:
+/// `console.log`, and `console-N.log` for the VMs after a crash.
+fn reserved(name: &str) -> bool {
+    name == "console"
+        || name
+            .strip_prefix("console-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Parses `list-tests` output: one name per line, blank lines ignored.
 pub fn parse_list(out: &str) -> std::result::Result<Vec<String>, String> {
     let mut names: Vec<String> = Vec::new();
@@ -28,6 +37,11 @@ pub fn parse_list(out: &str) -> std::result::Result<Vec<String>, String> {
         if !valid_name(line) {
             return Err(format!(
                 "'{line}' is not a subtest name (letters, digits and _.+- only, at most {NAME_MAX} characters, not starting with '.')"
+            ));
+        }
+        if reserved(line) {
+            return Err(format!(
+                "'{line}' is reserved: ktest's console log beside the subtests' logs has that name"
             ));
         }
         if names.iter().any(|n| n == line) {
@@ -112,9 +126,11 @@ pub fn single_name(test: &Path) -> String {
                 '_'
             }
         })
-        .take(NAME_MAX)
+        .take(NAME_MAX - 1)
         .collect();
-    if valid_name(&clean) {
+    if reserved(&clean) {
+        format!("{clean}_")
+    } else if valid_name(&clean) {
         clean
     } else {
         format!("t{clean}")
@@ -140,6 +156,9 @@ mod tests {
         assert!(parse_list("x/y\n").is_err());
         assert!(parse_list(".hidden\n").is_err());
         assert!(parse_list("a\na\n").unwrap_err().contains("twice"));
+        assert!(parse_list("console\n").unwrap_err().contains("reserved"));
+        assert!(parse_list("console-2\n").unwrap_err().contains("reserved"));
+        assert!(parse_list("console-x\nconsoles\n").is_ok());
         assert!(parse_list(&"x".repeat(NAME_MAX + 1)).is_err());
     }
 
@@ -181,5 +200,7 @@ mod tests {
         assert_eq!(single_name(Path::new("/t/hello")), "hello");
         assert_eq!(single_name(Path::new("/t/my test")), "my_test");
         assert_eq!(single_name(Path::new("/t/.hidden")), "t.hidden");
+        // Its log must not be the console log.
+        assert_eq!(single_name(Path::new("/t/console")), "console_");
     }
 }

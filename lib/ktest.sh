@@ -18,12 +18,14 @@
 # TCG every exec costs 50 ms or more. Only the helpers that need one
 # (grep, sleep) run it, and only when called.
 
-# What this file declares, then that it has subtests.
+# What this file declares, then that it has subtests and can serve them.
 _ktest_deps() {
 	if command -v ktest_deps >/dev/null 2>&1; then
 		ktest_deps || return
 	fi
-	echo SUBTESTS=yes
+	# serve: ktest may run every subtest through one run-tests-serve
+	# process (below) instead of a process each.
+	echo SUBTESTS=serve
 }
 
 # The test_* functions of the test file, in file order, without the prefix.
@@ -74,6 +76,16 @@ ktest_main() {
 			[ "$_ktest_worst" -ne 0 ] || _ktest_worst=$_ktest_status
 		done
 		exit "$_ktest_worst"
+		;;
+	run-tests-serve)
+		# ktest's guest init asks for the subtests one per line on stdin
+		# and reads each exit status on fd 5: one process for them all.
+		# A subtest's stdin is /dev/null, not ktest's requests.
+		while IFS= read -r _ktest_name; do
+			_ktest_run "$_ktest_name" </dev/null
+			echo "$_ktest_status" >&5
+		done
+		exit 0
 		;;
 	*)
 		echo "usage: $0 deps | list-tests | run-tests NAME... (run it with: ktest run $0)" >&2

@@ -20,6 +20,29 @@ pub enum Subtests {
     Single(String),
     /// `TEST run-tests NAME` for each, in order (names are `suite::valid_name`).
     Named(Vec<String>),
+    /// The same subtests, run by one `TEST run-tests-serve` process
+    /// (`spec::TestSpec::serve`).
+    Served(Vec<String>),
+}
+
+impl Subtests {
+    /// The subtests' names, in run order.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Subtests::Single(n) => vec![n.clone()],
+            Subtests::Named(v) | Subtests::Served(v) => v.clone(),
+        }
+    }
+
+    /// The same kind of run for `names` (what a fresh VM runs after a
+    /// crash).
+    pub fn with_names(&self, names: Vec<String>) -> Subtests {
+        match self {
+            Subtests::Single(n) => Subtests::Single(n.clone()),
+            Subtests::Named(_) => Subtests::Named(names),
+            Subtests::Served(_) => Subtests::Served(names),
+        }
+    }
 }
 
 /// The shell assignments lib/guest/init.sh sources: `ktest_test`,
@@ -58,6 +81,10 @@ pub fn env_file(
         }
         Subtests::Named(names) => s.push_str(&format!(
             "ktest_subtests={}\n",
+            shell_words::quote(&names.join("\n"))
+        )),
+        Subtests::Served(names) => s.push_str(&format!(
+            "ktest_subtests={}\nktest_serve=1\n",
             shell_words::quote(&names.join("\n"))
         )),
     }

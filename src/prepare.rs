@@ -211,7 +211,12 @@ fn subtests(test: &Path, spec: &TestSpec, patterns: &[String]) -> Result<Subtest
         .map_err(|e| Error::usage(format!("{}: deps: ALLOW: {}", test.display(), e.message)))?;
     if spec.subtests {
         let all = deps::list(test)?;
-        return Ok(Subtests::Named(suite::select(test, &all, patterns)?));
+        let selected = suite::select(test, &all, patterns)?;
+        return Ok(if spec.serve {
+            Subtests::Served(selected)
+        } else {
+            Subtests::Named(selected)
+        });
     }
     if let Some(p) = patterns.first() {
         return Err(Error::usage(format!(

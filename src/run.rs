@@ -247,10 +247,7 @@ fn run_once(db: &Path, args: &RunArgs, prepared: &Prepared, accel: accel::Choice
     launch::create_private_dir(&dir)?;
     tidy_runs(&runs, &run_id);
     let mut reporters = crate::report::for_run(db, args)?;
-    let subtest_names = match &prepared.subtests {
-        Subtests::Single(n) => vec![n.clone()],
-        Subtests::Named(v) => v.clone(),
-    };
+    let subtest_names = prepared.subtests.names();
     reporters.emit(Event::RunStarted {
         run_id: run_id.clone(),
         test: test.clone(),

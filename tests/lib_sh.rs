@@ -43,7 +43,7 @@ fn deps_and_list_tests() {
     for sh in shells() {
         let d = run(sh, &["deps"], None, None);
         assert_eq!(d.status.code(), Some(0), "{sh}");
-        assert_eq!(stdout(&d), "MEM=128M\nTIMEOUT=30\nSUBTESTS=yes\n", "{sh}");
+        assert_eq!(stdout(&d), "MEM=128M\nTIMEOUT=30\nSUBTESTS=serve\n", "{sh}");
         let l = run(sh, &["list-tests"], None, None);
         assert_eq!(
             stdout(&l).lines().collect::<Vec<_>>(),
@@ -116,6 +116,35 @@ fn a_subtest_past_its_own_time_limit_is_killed_and_says_so() {
         assert_eq!(
             std::fs::read_to_string(&info).unwrap(),
             "timeout 1\n",
+            "{sh}"
+        );
+    }
+}
+
+/// What ktest's guest init does with SUBTESTS=serve: names on stdin, one
+/// exit status per name back on fd 5, the subtests' output elsewhere.
+#[test]
+fn one_process_serves_every_subtest() {
+    let t = tempfile::tempdir().unwrap();
+    let info = t.path().join("info");
+    for sh in shells() {
+        std::fs::write(&info, "").unwrap();
+        let o = Command::new(sh)
+            .arg("-c")
+            .arg("printf 'pass\\nskip\\nfail\\nnope\\nslow\\npass\\n' | $0 $1 run-tests-serve 5>&1 >/dev/null 2>&1")
+            .arg(sh)
+            .arg(repo().join("tests/fixtures/library"))
+            .env("KTEST_LIB", repo().join("lib/ktest.sh"))
+            .env("KTEST_SUBTEST_INFO", &info)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{sh}");
+        // slow: killed by its own time limit (SIGTERM); the server lives on.
+        assert_eq!(stdout(&o), "0\n4\n1\n2\n143\n0\n", "{sh}");
+        assert!(
+            std::fs::read_to_string(&info)
+                .unwrap()
+                .contains("timeout 1"),
             "{sh}"
         );
     }

@@ -69,7 +69,8 @@ port=$KTEST_RESULT_PORT
 	die "no ktest.result/ktest.output virtio-serial ports (is CONFIG_VIRTIO_CONSOLE set?)"
 
 # ktest's assignments: ktest_test, ktest_testdir, ktest_links,
-# ktest_output_end, ktest_subtests (names, one per line) or ktest_single
+# ktest_output_end, ktest_subtests (names, one per line; ktest_serve=1 to
+# run them through one run-tests-serve process) or ktest_single
 # (the one subtest's name, for a file without subtests, run with "$@"),
 # ktest_kernel_config (set when kernel.config is here) (no test for
 # `ktest boot`); ktest_ssh_*
@@ -171,31 +172,68 @@ fi
 # "begin NAME"/"end NAME", which cuts the test's output the same way. Only
 # builtins run between subtests: every exec costs 50 ms or more under TCG.
 # (src/supervise.rs and src/runner/session.rs read all of this.)
-run_subtest() {
-	name=$1
-	shift
+subtest_begin() {
 	: >"$KTEST_SUBTEST_INFO"
 	# Only bash reads all of it (src/guest_init.rs's shell); dash gets the
 	# first digit, which must not pass for the value.
 	taint=-
 	[ -n "$BASH_VERSION" ] && read -r taint </proc/sys/kernel/tainted
-	echo "ktest-guest: subtest-begin $name" >/dev/kmsg
-	printf '%s begin %s\n' "$ktest_output_end" "$name" >&3
-	echo "begin $name $taint" >&4
-	KTEST_SUBTEST=$name "$@" >&3 2>&3 3>&- 4>&-
-	status=$?
+	echo "ktest-guest: subtest-begin $1" >/dev/kmsg
+	printf '%s begin %s\n' "$ktest_output_end" "$1" >&3
+	echo "begin $1 $taint" >&4
+}
+
+# subtest_end NAME STATUS
+subtest_end() {
 	# The subtest's last byte may not have been a newline: the marker may
 	# end its last line.
-	printf '%s end %s\n' "$ktest_output_end" "$name" >&3
+	printf '%s end %s\n' "$ktest_output_end" "$1" >&3
 	taint=-
 	[ -n "$BASH_VERSION" ] && read -r taint </proc/sys/kernel/tainted
-	echo "ktest-guest: subtest-end $name" >/dev/kmsg
+	echo "ktest-guest: subtest-end $1" >/dev/kmsg
 	n=0
 	while [ $n -lt 32 ] && IFS= read -r line; do
-		echo "info $name $line" >&4
+		echo "info $1 $line" >&4
 		n=$((n + 1))
 	done <"$KTEST_SUBTEST_INFO"
-	echo "end $name $status $taint" >&4
+	echo "end $1 $2 $taint" >&4
+}
+
+# run_subtest NAME COMMAND...: the subtest as its own process.
+run_subtest() {
+	name=$1
+	shift
+	subtest_begin "$name"
+	KTEST_SUBTEST=$name "$@" >&3 2>&3 3>&- 4>&-
+	subtest_end "$name" $?
+}
+
+# One process of the test runs every subtest (SUBTESTS=serve, as ktest's
+# shell library answers): a name per line on its stdin, each exit status
+# back on its fd 5. No exec per subtest. Needs bash's coproc; the test's
+# stdout and stderr still go to the output port.
+start_server() {
+	coproc KTEST_SERVER { exec "$ktest_test" run-tests-serve 5>&1 >&3 2>&3 3>&- 4>&-; }
+}
+
+serve_subtests() {
+	start_server
+	for subtest in $ktest_subtests; do
+		subtest_begin "$subtest"
+		status=
+		if echo "$subtest" >&"${KTEST_SERVER[1]}"; then
+			read -r status <&"${KTEST_SERVER[0]}"
+		fi
+		if [ -z "$status" ]; then
+			# The server died under this subtest: it fails, and a new
+			# server runs the rest.
+			echo "server ended: the test's run-tests-serve process exited" >>"$KTEST_SUBTEST_INFO"
+			status=125
+			start_server
+		fi
+		subtest_end "$subtest" "$status"
+	done
+	eval "exec ${KTEST_SERVER[1]}>&-"
 }
 
 if [ -n "$ktest_test" ]; then
@@ -218,7 +256,9 @@ if [ -n "$ktest_test" ]; then
 	exec 3>"$KTEST_OUTPUT_PORT" 4>"$port"
 	read -r release </proc/sys/kernel/osrelease && echo "kernel $release" >&4
 	echo "ktest-guest: start $ktest_test"
-	if [ -n "$ktest_subtests" ]; then
+	if [ -n "$ktest_serve" ] && [ -n "$BASH_VERSION" ]; then
+		serve_subtests
+	elif [ -n "$ktest_subtests" ]; then
 		# Names are validated on the host: no blanks, no glob characters.
 		for subtest in $ktest_subtests; do
 			run_subtest "$subtest" "$ktest_test" run-tests "$subtest"

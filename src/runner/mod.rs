@@ -56,17 +56,9 @@ pub struct SuiteOutcome {
     pub release: Option<String>,
 }
 
-/// The subtests' names.
-fn names(s: &Subtests) -> Vec<String> {
-    match s {
-        Subtests::Single(n) => vec![n.clone()],
-        Subtests::Named(v) => v.clone(),
-    }
-}
-
 /// Runs the plan's subtests to their verdicts.
 pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Result<SuiteOutcome> {
-    let mut todo = names(&plan.subtests);
+    let mut todo = plan.subtests.names();
     let mut results: Vec<SubtestResult> = Vec::new();
     let mut logs = Vec::new();
     let mut release = None;
@@ -86,10 +78,7 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
             subtests: todo.clone(),
             console_log: log.clone(),
         });
-        let subtests = match &plan.subtests {
-            Subtests::Single(n) => Subtests::Single(n.clone()),
-            Subtests::Named(_) => Subtests::Named(todo.clone()),
-        };
+        let subtests = plan.subtests.with_names(todo.clone());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tracker = Tracker::new(todo.clone(), plan.allow.clone());
         let mut begun = 0usize;
@@ -279,7 +268,7 @@ mod tests {
             _stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
             sink: &mut dyn FnMut(VmEvent),
         ) -> Result<Observed> {
-            self.seen.push(names(subtests));
+            self.seen.push(subtests.names());
             let plan = self.boots.remove(0);
             let mut obs = Observed {
                 started: true,

@@ -51,6 +51,7 @@ _ktest_run() {
 		"test_$1"
 	)
 	_ktest_status=$?
+	_ktest_disarm
 }
 
 # The entry point: `ktest_main "$@"` at the end of the test file.
@@ -67,6 +68,17 @@ ktest_main() {
 		if [ $# -eq 0 ]; then
 			echo "ktest.sh: run-tests needs subtest names" >&2
 			exit 2
+		fi
+		# Where an armed ktest_timeout keeps its watchdog's pid, for
+		# _ktest_run to stop it when the subtest ends: beside the info
+		# file, or by hand in a private directory.
+		if [ -n "${KTEST_SUBTEST_INFO:-}" ]; then
+			_ktest_armed=$KTEST_SUBTEST_INFO.watchdog
+		else
+			_ktest_tmp=$(mktemp -d "${TMPDIR:-/tmp}/ktest-XXXXXX") || exit 2
+			trap 'rm -rf "$_ktest_tmp"' EXIT
+			trap 'exit 130' INT TERM
+			_ktest_armed=$_ktest_tmp/watchdog
 		fi
 		# ktest passes one name; by hand, several run in order and the
 		# first that does not pass decides the exit status.
@@ -117,20 +129,12 @@ ktest_allow() {
 	done
 }
 
-# Kills $1 and, first, everything below it but the process $2 (the
-# watchdog calling it, itself a child of $1). A shell loop over /proc: it
-# runs only when a time limit expires.
-_ktest_kill_tree() {
-	for _ktest_stat in /proc/[0-9]*/stat; do
-		read -r _ktest_p _ktest_comm _ktest_state _ktest_ppid _ktest_rest <"$_ktest_stat" 2>/dev/null || continue
-		[ "$_ktest_ppid" = "$1" ] && [ "$_ktest_p" != "$2" ] && _ktest_kill_tree "$_ktest_p" "$2"
-	done
-	kill -TERM "$1" 2>/dev/null
-}
-
 # ktest_timeout SECS: the rest of this subtest may take SECS seconds; then
-# it is killed (with what it started) and reported as timed out. ktest's own
+# it is killed (with what it started) and reported as timed out. A second
+# call replaces the limit; `ktest_timeout 0` lifts it. ktest's own
 # per-subtest limit (TIMEOUT) still applies, and catches a hung kernel.
+# Call it from the test function itself, not in a pipeline or $(...): it
+# watches the shell it runs in.
 ktest_timeout() {
 	case "${1:-}" in
 	'' | *[!0-9]*)
@@ -138,20 +142,107 @@ ktest_timeout() {
 		exit 2
 		;;
 	esac
+	_ktest_disarm
+	[ "$1" -gt 0 ] || return 0
 	# This shell's pid without a fork ($$ is the test file's, and $(...)
 	# would be a new process): a builtin's redirection is opened by the
 	# shell itself, so /proc/self is this subtest's shell.
 	read -r _ktest_victim _ktest_rest </proc/self/stat
-	# Off the output port (fd 3 in ktest's guest) and its stdout: a
-	# sleeping watchdog must not hold the test's output open.
-	(
-		sleep "$1"
-		# The subtest may have ended, and another begun, meanwhile.
-		kill -0 "$_ktest_victim" 2>/dev/null || exit 0
-		_ktest_info "timeout $1"
-		read -r _ktest_watchdog _ktest_rest </proc/self/stat
-		_ktest_kill_tree "$_ktest_victim" "$_ktest_watchdog"
-	) </dev/null >/dev/null 2>&1 3>&- &
+	_ktest_watchdog "$1" "$_ktest_victim" </dev/null 3>&- &
+	echo "$!" >"$_ktest_armed"
+}
+
+# Stops the armed watchdog, if any: the subtest ended, or set a new limit.
+# $_ktest_armed holds the watchdog's pid while one is armed.
+_ktest_disarm() {
+	if [ -s "$_ktest_armed" ]; then
+		read -r _ktest_pid <"$_ktest_armed"
+		kill "$_ktest_pid" 2>/dev/null || :
+		: >"$_ktest_armed"
+	fi
+}
+
+# The watchdog, in the background: after $1 seconds, reports the time-out
+# and kills the subtest's shell $2 with what it started. Its sleep holds
+# none of the test's output (a sleeping watchdog must not keep it open);
+# disarmed (SIGTERM), it takes its sleep with it. Its own options: the
+# test's `set -eu` are not for it.
+_ktest_watchdog() {
+	set +eu
+	# The disarm may come before the sleep starts, or just after, before
+	# any assignment: the sleep is ours once $! has changed (a subshell
+	# inherits its parent's $!). SIGKILL: a SIGTERM can reach the sleep's
+	# process before it execs sleep and drops this shell's trap.
+	_ktest_before=$!
+	trap '[ "$!" = "$_ktest_before" ] || kill -KILL "$!" 2>/dev/null; exit 0' TERM
+	# shellcheck disable=SC2217 # no fd of the test's for the sleep
+	sleep "$1" </dev/null >/dev/null 2>&1 &
+	wait "$!" || exit 0
+	# Past this point a disarm must not stop a kill half done.
+	trap '' TERM
+	kill -0 "$2" 2>/dev/null || exit 0
+	_ktest_info "timeout $1"
+	echo "ktest_timeout: ${KTEST_SUBTEST:-the subtest} still running after $1 s; killing it" >&2
+	read -r _ktest_self _ktest_rest </proc/self/stat
+	_ktest_kill_tree "$2" "$_ktest_self"
+	exit 0
+}
+
+# Kills process $1 and everything below it but $2 (the watchdog, itself a
+# child of $1). SIGKILL, which no process can ignore; each process is
+# stopped as it is found, so none forks anew while /proc is walked. The
+# processes below $1 die first and $1 last, so that when the subtest is
+# seen to end what it started is gone too (with the mounts and devices it
+# held). Builtins but for sleep: it runs only when a time limit expires.
+_ktest_kill_tree() {
+	_ktest_tree=" $1 "
+	kill -STOP "$1" 2>/dev/null
+	_ktest_grew=1
+	while [ -n "$_ktest_grew" ]; do
+		_ktest_grew=
+		for _ktest_dir in /proc/[0-9]*; do
+			_ktest_p=${_ktest_dir#/proc/}
+			case "$_ktest_tree" in *" $_ktest_p "*) continue ;; esac
+			[ "$_ktest_p" != "$2" ] || continue
+			{ read -r _ktest_stat <"$_ktest_dir/stat"; } 2>/dev/null || continue
+			# PID (COMM) STATE PPID ...: COMM may hold anything.
+			_ktest_stat=${_ktest_stat##*) }
+			_ktest_stat=${_ktest_stat#* }
+			case "$_ktest_tree" in
+			*" ${_ktest_stat%% *} "*)
+				kill -STOP "$_ktest_p" 2>/dev/null
+				_ktest_tree="$_ktest_tree$_ktest_p "
+				_ktest_grew=1
+				;;
+			esac
+		done
+	done
+	_ktest_tree=${_ktest_tree#" $1 "}
+	if [ -n "$_ktest_tree" ]; then
+		# shellcheck disable=SC2086 # a pid a word
+		kill -KILL $_ktest_tree 2>/dev/null
+		# A process inside the kernel (state D) dies when it comes out:
+		# wait for that a while, not for ever.
+		_ktest_i=0
+		# shellcheck disable=SC2086
+		while [ $_ktest_i -lt 50 ] && _ktest_any_alive $_ktest_tree; do
+			sleep 0.1
+			_ktest_i=$((_ktest_i + 1))
+		done
+	fi
+	kill -KILL "$1" 2>/dev/null
+}
+
+# Whether any of the pids is a live process: not gone, not a zombie.
+_ktest_any_alive() {
+	for _ktest_p in "$@"; do
+		{ read -r _ktest_stat <"/proc/$_ktest_p/stat"; } 2>/dev/null || continue
+		case ${_ktest_stat##*) } in
+		Z* | X*) ;;
+		*) return 0 ;;
+		esac
+	done
+	return 1
 }
 
 # ktest_require_config OPTION [--fail]: skips the subtest (or, with
@@ -189,7 +280,12 @@ ktest_expect_fail() {
 _ktest_grep_output() {
 	_ktest_pat=$1
 	shift
-	_ktest_out=$("$@" 2>&1) || true
+	# set +e: CMD runs as in an `if`, whatever the shell (dash keeps
+	# set -e in $(...), bash drops it).
+	_ktest_out=$(
+		set +e
+		"$@" 2>&1
+	) || true
 	[ -z "$_ktest_out" ] || printf '%s\n' "$_ktest_out"
 	printf '%s\n' "$_ktest_out" | grep -Eq -- "$_ktest_pat"
 }

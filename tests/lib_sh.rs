@@ -161,3 +161,135 @@ fn without_ktest_the_helpers_write_nothing_and_still_work() {
         assert_eq!(o.status.code(), Some(4), "{sh}");
     }
 }
+
+/// What a subtest of tests/fixtures/library-corners did, run as ktest's
+/// guest would run it.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    /// Its stdout and stderr, for messages.
+    text: String,
+    /// What it wrote to its info file.
+    info: String,
+    took: Duration,
+    /// The live processes it left in its process group.
+    left: Vec<String>,
+}
+
+/// Runs `SHELL tests/fixtures/library-corners run-tests NAME` in its own
+/// process group, with an info file and TMPDIR in `dir`.
+fn corner(shell: &str, name: &str, dir: &Path) -> Ran {
+    use std::os::unix::process::CommandExt;
+    let info = dir.join("info");
+    std::fs::write(&info, "").unwrap();
+    let start = Instant::now();
+    let child = Command::new(shell)
+        .arg(repo().join("tests/fixtures/library-corners"))
+        .args(["run-tests", name])
+        .env("KTEST_LIB", repo().join("lib/ktest.sh"))
+        .env("KTEST_SUBTEST_INFO", &info)
+        .env("TMPDIR", dir)
+        .env_remove("KTEST_KERNEL_CONFIG")
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = child.id();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    // A killed process takes a moment to die; a live one stays.
+    let mut left = live_in_group(group);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        left = live_in_group(group);
+    }
+    Ran {
+        code: out.status.code(),
+        stdout: stdout(&out),
+        text: format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr)),
+        info: std::fs::read_to_string(&info).unwrap(),
+        took,
+        left,
+    }
+}
+
+/// The processes of process group `pgid` that are not zombies, as their
+/// /proc/PID/stat lines.
+fn live_in_group(pgid: u32) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // PID (COMM) STATE PPID PGRP ...: COMM may hold anything.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(2) == Some(&pgid.to_string().as_str()) && f[0] != "Z" && f[0] != "X" {
+            v.push(stat.trim().to_string());
+        }
+    }
+    v
+}
+
+#[test]
+fn ktest_timeout_can_be_rearmed_and_disarmed_and_leaves_nothing_behind() {
+    let t = tempfile::tempdir().unwrap();
+    for sh in shells() {
+        for name in ["rearm", "disarm"] {
+            let r = corner(sh, name, t.path());
+            assert_eq!(r.code, Some(0), "{sh} {name}: {}", r.text);
+            assert!(r.stdout.contains("outlived"), "{sh} {name}: {}", r.text);
+            assert_eq!(r.info, "", "{sh} {name}");
+            assert!(r.took < Duration::from_secs(8), "{sh} {name}: {:?}", r.took);
+            assert!(r.left.is_empty(), "{sh} {name} left {:?}", r.left);
+        }
+        // A subtest that ends long before its limit ends at once, and its
+        // watchdog (and the watchdog's sleep) with it.
+        let r = corner(sh, "quick", t.path());
+        assert_eq!(r.code, Some(0), "{sh}: {}", r.text);
+        assert!(r.took < Duration::from_secs(5), "{sh}: {:?}", r.took);
+        assert!(r.left.is_empty(), "{sh} quick left {:?}", r.left);
+    }
+}
+
+#[test]
+fn ktest_timeout_kills_the_subtest_with_what_it_started_and_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    for sh in shells() {
+        for name in ["tree", "ignores_term"] {
+            let r = corner(sh, name, t.path());
+            assert_ne!(r.code, Some(0), "{sh} {name}: {}", r.text);
+            assert!(!r.text.contains("not reached"), "{sh} {name}: {}", r.text);
+            assert!(
+                r.text.contains("still running after 1 s"),
+                "{sh} {name}: the expiry is shown: {}",
+                r.text
+            );
+            assert_eq!(r.info, "timeout 1\n", "{sh} {name}");
+            assert!(
+                r.took < Duration::from_secs(10),
+                "{sh} {name}: {:?}",
+                r.took
+            );
+            assert!(r.left.is_empty(), "{sh} {name} left {:?}", r.left);
+        }
+        // The child died before the subtest was seen to end.
+        let r = corner(sh, "child_gone", t.path());
+        assert_eq!(r.code, Some(0), "{sh}: {}", r.text);
+    }
+}
+
+#[test]
+fn expect_helpers_run_a_function_alike_in_every_shell() {
+    let t = tempfile::tempdir().unwrap();
+    for sh in shells() {
+        let r = corner(sh, "expect_function", t.path());
+        assert_eq!(r.code, Some(0), "{sh}: {}", r.text);
+    }
+}

@@ -54,6 +54,20 @@ _ktest_run() {
 	_ktest_disarm
 }
 
+# Before running subtests: where an armed ktest_timeout keeps its
+# watchdog's pid, for _ktest_run to stop it when the subtest ends; beside
+# the info file, or, run by hand, in a private directory.
+_ktest_prepare() {
+	if [ -n "${KTEST_SUBTEST_INFO:-}" ]; then
+		_ktest_armed=$KTEST_SUBTEST_INFO.watchdog
+	else
+		_ktest_tmp=$(mktemp -d "${TMPDIR:-/tmp}/ktest-XXXXXX") || exit 2
+		trap 'rm -rf "$_ktest_tmp"' EXIT
+		trap 'exit 130' INT TERM
+		_ktest_armed=$_ktest_tmp/watchdog
+	fi
+}
+
 # The entry point: `ktest_main "$@"` at the end of the test file.
 ktest_main() {
 	case "${1:-}" in
@@ -69,17 +83,7 @@ ktest_main() {
 			echo "ktest.sh: run-tests needs subtest names" >&2
 			exit 2
 		fi
-		# Where an armed ktest_timeout keeps its watchdog's pid, for
-		# _ktest_run to stop it when the subtest ends: beside the info
-		# file, or by hand in a private directory.
-		if [ -n "${KTEST_SUBTEST_INFO:-}" ]; then
-			_ktest_armed=$KTEST_SUBTEST_INFO.watchdog
-		else
-			_ktest_tmp=$(mktemp -d "${TMPDIR:-/tmp}/ktest-XXXXXX") || exit 2
-			trap 'rm -rf "$_ktest_tmp"' EXIT
-			trap 'exit 130' INT TERM
-			_ktest_armed=$_ktest_tmp/watchdog
-		fi
+		_ktest_prepare
 		# ktest passes one name; by hand, several run in order and the
 		# first that does not pass decides the exit status.
 		_ktest_worst=0
@@ -93,6 +97,7 @@ ktest_main() {
 		# ktest's guest init asks for the subtests one per line on stdin
 		# and reads each exit status on fd 5: one process for them all.
 		# A subtest's stdin is /dev/null, not ktest's requests.
+		_ktest_prepare
 		while IFS= read -r _ktest_name; do
 			_ktest_run "$_ktest_name" </dev/null
 			echo "$_ktest_status" >&5
@@ -148,7 +153,8 @@ ktest_timeout() {
 	# would be a new process): a builtin's redirection is opened by the
 	# shell itself, so /proc/self is this subtest's shell.
 	read -r _ktest_victim _ktest_rest </proc/self/stat
-	_ktest_watchdog "$1" "$_ktest_victim" </dev/null 3>&- &
+	# Not on ktest's status channel either (fd 5 under run-tests-serve).
+	_ktest_watchdog "$1" "$_ktest_victim" </dev/null 3>&- 5>&- &
 	echo "$!" >"$_ktest_armed"
 }
 

@@ -139,8 +139,8 @@ fn one_process_serves_every_subtest() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{sh}");
-        // slow: killed by its own time limit (SIGTERM); the server lives on.
-        assert_eq!(stdout(&o), "0\n4\n1\n2\n143\n0\n", "{sh}");
+        // slow: killed by its own time limit (SIGKILL); the server lives on.
+        assert_eq!(stdout(&o), "0\n4\n1\n2\n137\n0\n", "{sh}");
         assert!(
             std::fs::read_to_string(&info)
                 .unwrap()
@@ -179,13 +179,20 @@ struct Ran {
 /// Runs `SHELL tests/fixtures/library-corners run-tests NAME` in its own
 /// process group, with an info file and TMPDIR in `dir`.
 fn corner(shell: &str, name: &str, dir: &Path) -> Ran {
+    let mut c = Command::new(shell);
+    c.arg(repo().join("tests/fixtures/library-corners"))
+        .args(["run-tests", name]);
+    in_group(c, dir)
+}
+
+/// Runs `cmd` as ktest's guest would run the corners (see `corner`), and
+/// collects what it did and what it left behind.
+fn in_group(mut cmd: Command, dir: &Path) -> Ran {
     use std::os::unix::process::CommandExt;
     let info = dir.join("info");
     std::fs::write(&info, "").unwrap();
     let start = Instant::now();
-    let child = Command::new(shell)
-        .arg(repo().join("tests/fixtures/library-corners"))
-        .args(["run-tests", name])
+    let child = cmd
         .env("KTEST_LIB", repo().join("lib/ktest.sh"))
         .env("KTEST_SUBTEST_INFO", &info)
         .env("TMPDIR", dir)
@@ -291,5 +298,26 @@ fn expect_helpers_run_a_function_alike_in_every_shell() {
     for sh in shells() {
         let r = corner(sh, "expect_function", t.path());
         assert_eq!(r.code, Some(0), "{sh}: {}", r.text);
+    }
+}
+
+/// Under run-tests-serve (what ktest's guest runs), one server process:
+/// each subtest's watchdog is stopped at its end or kills it, and the
+/// server goes on with the next.
+#[test]
+fn ktest_timeout_under_one_server() {
+    let t = tempfile::tempdir().unwrap();
+    for sh in shells() {
+        let mut c = Command::new(sh);
+        c.arg("-c")
+            .arg("printf 'quick\\ntree\\nchild_gone\\nrearm\\nignores_term\\nquick\\n' | $0 $1 run-tests-serve 5>&1 >&2")
+            .arg(sh)
+            .arg(repo().join("tests/fixtures/library-corners"));
+        let r = in_group(c, t.path());
+        assert_eq!(r.code, Some(0), "{sh}: {}", r.text);
+        assert_eq!(r.stdout, "0\n137\n0\n0\n137\n0\n", "{sh}: {}", r.text);
+        assert_eq!(r.info, "timeout 1\ntimeout 1\n", "{sh}");
+        assert!(r.took < Duration::from_secs(12), "{sh}: {:?}", r.took);
+        assert!(r.left.is_empty(), "{sh} left {:?}", r.left);
     }
 }

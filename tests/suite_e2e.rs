@@ -254,3 +254,38 @@ fn the_shell_library_in_a_vm() {
     );
     s.assert_clean();
 }
+
+#[test]
+fn a_library_time_limit_kills_what_the_subtest_started() {
+    let s = Sandbox::new();
+    let json = s.path().join("r.json");
+    let out = s.run(&[
+        "--json",
+        json.to_str().unwrap(),
+        "-s",
+        "rearm",
+        "-s",
+        "quick",
+        "-s",
+        "tree",
+        "-s",
+        "child_gone",
+        "-s",
+        "ignores_term",
+        &fixture("library-corners"),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert_eq!(
+        verdicts(&json),
+        pairs(&[
+            ("rearm", "pass"),
+            ("quick", "pass"),
+            ("tree", "timeout"),
+            // In the same VM: tree's child is gone.
+            ("child_gone", "pass"),
+            ("ignores_term", "timeout"),
+        ])
+    );
+    s.assert_clean();
+}

@@ -394,25 +394,32 @@ fn real_tree_bcache_test_gets_a_kernel_with_bcache() {
     s.assert_clean();
 }
 
-#[test]
-fn real_tree_kernel_log_checks_catch_real_reports() {
-    let s = Sandbox::new();
-    let tree = linux_tree();
+/// Runs the repository's test `test` with a kernel ktest builds from the
+/// real tree, and returns the run's output and its `--json` report.
+fn run_with_json(s: &Sandbox, test: &str) -> (Output, serde_json::Value) {
     let json = s.path().join("r.json");
     let out = s
         .ktest()
         .args(["run", "--json"])
         .arg(&json)
         .arg("--kernel-src")
-        .arg(&tree)
-        .arg(repo().join("tests/fixtures/kernel-log"))
+        .arg(linux_tree())
+        .arg(repo().join(test))
         .output()
         .unwrap();
+    let report = std::fs::read_to_string(&json)
+        .map(|j| serde_json::from_str(&j).unwrap())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", text(&out)));
+    (out, report)
+}
+
+#[test]
+fn real_tree_kernel_log_checks_catch_real_reports() {
+    let s = Sandbox::new();
+    let (out, report) = run_with_json(&s, "tests/fixtures/kernel-log");
     let t = text(&out);
     // The BUG crashed the kernel: that outranks the WARNING's failure.
     assert_eq!(out.status.code(), Some(3), "{t}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let subtests = report["tests"][0]["subtests"].as_array().unwrap();
     let got: Vec<(&str, &str)> = subtests
         .iter()
@@ -464,21 +471,9 @@ fn real_tree_kernel_log_checks_catch_real_reports() {
 #[test]
 fn real_tree_kunit_suites_report_each_case() {
     let s = Sandbox::new();
-    let tree = linux_tree();
-    let json = s.path().join("r.json");
-    let out = s
-        .ktest()
-        .args(["run", "--json"])
-        .arg(&json)
-        .arg("--kernel-src")
-        .arg(&tree)
-        .arg(repo().join("tests/kunit"))
-        .output()
-        .unwrap();
+    let (out, report) = run_with_json(&s, "tests/kunit");
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let example = &report["tests"][0]["subtests"][0];
     assert_eq!(example["name"], "example", "{example}");
     // The suite, nested under the subtest, and its cases under it.

@@ -296,7 +296,7 @@ pub fn list(tests: &[PathBuf]) -> Result<Code> {
             false => vec![suite::single_name(&path)],
         };
         for n in names {
-            crate::outln!("{}:{n}", t.display());
+            crate::outln!("{}:{n}", arg.path.display());
         }
     }
     Ok(Code::Passed)

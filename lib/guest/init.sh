@@ -172,12 +172,17 @@ fi
 # "begin NAME"/"end NAME", which cuts the test's output the same way. Only
 # builtins run between subtests: every exec costs 50 ms or more under TCG.
 # (src/supervise.rs and src/runner/session.rs read all of this.)
-subtest_begin() {
-	: >"$KTEST_SUBTEST_INFO"
-	# Only bash reads all of it (src/guest_init.rs's shell); dash gets the
-	# first digit, which must not pass for the value.
+# Sets $taint to the kernel's taint flags, or "-". Only bash reads all of
+# it (src/guest_init.rs's shell); dash gets the first digit, which must not
+# pass for the value.
+read_taint() {
 	taint=-
 	[ -n "$BASH_VERSION" ] && read -r taint </proc/sys/kernel/tainted
+}
+
+subtest_begin() {
+	: >"$KTEST_SUBTEST_INFO"
+	read_taint
 	echo "ktest-guest: subtest-begin $1" >/dev/kmsg
 	printf '%s begin %s\n' "$ktest_output_end" "$1" >&3
 	echo "begin $1 $taint" >&4
@@ -188,8 +193,7 @@ subtest_end() {
 	# The subtest's last byte may not have been a newline: the marker may
 	# end its last line.
 	printf '%s end %s\n' "$ktest_output_end" "$1" >&3
-	taint=-
-	[ -n "$BASH_VERSION" ] && read -r taint </proc/sys/kernel/tainted
+	read_taint
 	echo "ktest-guest: subtest-end $1" >/dev/kmsg
 	n=0
 	while [ $n -lt 32 ] && IFS= read -r line; do

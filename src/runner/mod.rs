@@ -81,22 +81,20 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
         let subtests = plan.subtests.with_names(todo.clone());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tracker = Tracker::new(todo.clone(), plan.allow.clone());
-        let mut begun = 0usize;
         let mut failure = None::<String>;
         let mut io_error = None;
         let obs = {
             let mut sink = |ev: VmEvent| {
-                show(&ev, &todo, &mut begun, reporters);
+                show(&ev, &todo, reporters);
                 for f in tracker.feed(&ev, Instant::now()) {
-                    if !f.result.verdict.is_ok() && plan.fail_fast {
-                        failure.get_or_insert(f.result.name.clone());
-                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    match finish(plan, f, reporters) {
+                    match judged(plan, f, &mut failure, reporters) {
                         Ok(r) => results.push(r),
                         Err(e) => {
                             io_error.get_or_insert(e);
                         }
+                    }
+                    if failure.is_some() {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             };
@@ -105,15 +103,12 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
         if let Some(e) = io_error {
             return Err(e);
         }
-        let ran_any = begun > 0;
         release = release.or(tracker.release.clone());
         let (left, not_begun) = tracker.finish(&obs, Instant::now());
         for f in left {
-            if !f.result.verdict.is_ok() && plan.fail_fast {
-                failure.get_or_insert(f.result.name.clone());
-            }
-            results.push(finish(plan, f, reporters)?);
+            results.push(judged(plan, f, &mut failure, reporters)?);
         }
+        let ran_any = not_begun.len() < todo.len();
         todo = not_begun;
         interrupted |= obs.interrupted;
         if todo.is_empty() {
@@ -192,18 +187,30 @@ pub fn display(ev: &VmEvent) -> Vec<Event> {
     }
 }
 
-/// Passes what the user should see on to the reporters, and counts the
-/// subtests that began.
-fn show(ev: &VmEvent, planned: &[String], begun: &mut usize, reporters: &mut Reporters) {
+/// Passes what the user should see on to the reporters.
+fn show(ev: &VmEvent, planned: &[String], reporters: &mut Reporters) {
     for e in display(ev) {
         reporters.emit(e);
     }
     if let VmEvent::Result(crate::console::ResultMsg::Begin { name, .. }) = ev {
         if planned.contains(name) {
-            *begun += 1;
             reporters.emit(Event::SubtestStarted { name: name.clone() });
         }
     }
+}
+
+/// Writes a judged subtest's log and reports it; under `--fail-fast`,
+/// remembers the first that did not pass.
+fn judged(
+    plan: &SuitePlan,
+    f: Finished,
+    failure: &mut Option<String>,
+    reporters: &mut Reporters,
+) -> Result<SubtestResult> {
+    if !f.result.verdict.is_ok() && plan.fail_fast {
+        failure.get_or_insert(f.result.name.clone());
+    }
+    finish(plan, f, reporters)
 }
 
 /// Writes a judged subtest's log and reports it.

@@ -150,10 +150,14 @@ fn selection_fail_fast_and_list() {
     s.assert_clean();
 
     let json = s.path().join("r.json");
+    let junit = s.path().join("r.xml");
     let out = s.run(&[
         "--fail-fast",
         "--json",
         json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--ktap",
         "-s",
         "pass",
         "-s",
@@ -167,6 +171,38 @@ fn selection_fail_fast_and_list() {
         verdicts(&json),
         pairs(&[("pass", "pass"), ("fail", "fail"), ("last", "notrun")])
     );
+    // With --ktap, stdout is KTAP alone; the rest went to stderr.
+    let ktap = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(ktap.starts_with("KTAP version 1\n1..3\n"), "{ktap}");
+    assert!(
+        ktap.contains("\nok 1 pass\n") && ktap.contains("not ok 2 fail"),
+        "{ktap}"
+    );
+    assert!(
+        !ktap.contains("pass ran as pass"),
+        "the test's output is not KTAP: {ktap}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testcase name="fail" classname="subtests""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"<failure message="exit status 3""#), "{xml}");
+    // The run is in the results history.
+    let last = s.ktest().args(["results"]).output().unwrap();
+    let shown = text(&last);
+    assert_eq!(last.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("exit status 3") && shown.contains("notrun"),
+        "{shown}"
+    );
+    let hist = s
+        .ktest()
+        .args(["results", "--history", "subtests:pass"])
+        .output()
+        .unwrap();
+    assert_eq!(hist.status.code(), Some(0), "{}", text(&hist));
+    assert!(text(&hist).contains("pass"), "{}", text(&hist));
     s.assert_clean();
 }
 

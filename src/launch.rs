@@ -290,6 +290,9 @@ fn boot_once(
         .unwrap_or_default();
     let row = state.allocate(cwd, &vm_dir, &test_name)?;
     let guard = VmGuard { state, row };
+    sink(VmEvent::Allocated {
+        id: guard.row.slot.to_string(),
+    });
     // A directory left by a ktest that died belongs to no live VM (this
     // ktest holds the directory's lock): replace it.
     state::remove_path(&vm_dir);

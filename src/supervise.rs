@@ -76,6 +76,9 @@ pub enum Interactive {
 /// reporters to show. The supervisor itself shows nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmEvent {
+    /// The VM has its id and slot (launch, before qemu starts): what
+    /// `ktest status` shows and `ktest ssh --vm ID` takes.
+    Allocated { id: String },
     /// A complete console line; `shown` when the user should see it live
     /// (the test is running, or `-v`).
     Console { line: String, shown: bool },

@@ -1,7 +1,7 @@
 //! The command line.
 
 use crate::accel::Choice;
-use crate::values::{Cpus, Memory, TimeLimit};
+use crate::values::{Cpus, Memory, Shard, TimeLimit, VmCount};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -231,11 +231,24 @@ pub struct RunArgs {
     #[arg(long)]
     pub ktap: bool,
 
+    /// VMs to run at once (default: as many as the host's CPUs, fewer when
+    /// the tests' MEM would not fit in the host's memory).
+    #[arg(long, value_name = "N")]
+    pub vms: Option<VmCount>,
+
+    /// Run only part K of N of the selected subtests (K from 1 to N): a
+    /// deterministic, disjoint part, balanced by the results history; the
+    /// N parts together are the whole selection.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+
     #[command(flatten)]
     pub build: BuildOpts,
 
-    /// The test script, or TEST:GLOB to run only the subtests matching GLOB.
-    pub test: PathBuf,
+    /// Test scripts, TEST:GLOB to run only the subtests matching GLOB, or
+    /// directories: every executable `*.ktest` file under them.
+    #[arg(required = true, value_name = "TEST")]
+    pub tests: Vec<PathBuf>,
 
     /// Arguments passed to the test in the VM (after --).
     #[arg(last = true)]

@@ -8,7 +8,7 @@
 
 use crate::accel::Choice;
 use crate::error::{Error, Result};
-use crate::values::{Cpus, Memory, TimeLimit};
+use crate::values::{Cpus, Memory, TimeLimit, VmCount};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ struct Raw {
     accel: Option<String>,
     db: Option<PathBuf>,
     history_runs: Option<u32>,
+    vms: Option<VmCount>,
 }
 
 /// The defaults a `.ktest.toml` gave, with paths made absolute. Everything
@@ -60,6 +61,8 @@ pub struct FileConfig {
     pub db: Option<PathBuf>,
     /// How many runs the results history keeps.
     pub history_runs: Option<u32>,
+    /// VMs at once for `ktest run` (`--vms`).
+    pub vms: Option<VmCount>,
 }
 
 /// Where the file is: `cwd/.ktest.toml`, else `.ktest.toml` at the root of
@@ -140,6 +143,7 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
         cpus: raw.cpus,
         timeout: raw.timeout,
         history_runs: raw.history_runs,
+        vms: raw.vms,
         ..FileConfig::default()
     };
     if raw.jobs == Some(0) {
@@ -245,6 +249,7 @@ timeout = 900
 accel = "TCG"
 db = "/var/tmp/ktest.db"
 history_runs = 50
+vms = 3
 
 [make]
 LLVM = 1
@@ -260,6 +265,7 @@ CROSS_COMPILE = "x86_64-linux-gnu-"
         assert_eq!(c.accel, Some(Choice::Tcg));
         assert_eq!(c.db, Some(PathBuf::from("/var/tmp/ktest.db")));
         assert_eq!(c.history_runs, Some(50));
+        assert_eq!(c.vms.map(VmCount::get), Some(3));
         assert_eq!(
             c.make_vars,
             vec![

@@ -672,3 +672,40 @@ pub fn utc(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// How many past results of a subtest `durations` looks at.
+const DURATION_SAMPLES: usize = 5;
+
+/// What each subtest of `test` took lately: the median of its last few
+/// results that ran (not `notrun`), for the scheduler. Subtests without a
+/// result are missing from the map.
+pub fn durations(state: &State, test: &Path) -> Result<BTreeMap<String, Duration>> {
+    let mut stmt = state
+        .conn()
+        .prepare(
+            "SELECT r.subtest, r.duration_ms FROM results r JOIN runs k ON k.id = r.run_id
+             WHERE r.test = ?1 AND r.parent IS NULL AND r.verdict != 'notrun'
+             ORDER BY k.started_at DESC, k.id DESC",
+        )
+        .map_err(db)?;
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let rows = stmt
+        .query_map([text(test)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(db)?;
+    for row in rows {
+        let (subtest, ms) = row.map_err(db)?;
+        let samples = seen.entry(subtest).or_default();
+        if samples.len() < DURATION_SAMPLES {
+            samples.push(u64::try_from(ms).unwrap_or(0));
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .map(|(name, mut ms)| {
+            ms.sort_unstable();
+            (name, Duration::from_millis(ms[ms.len() / 2]))
+        })
+        .collect())
+}

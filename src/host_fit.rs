@@ -145,9 +145,14 @@ pub fn scratch_size(
 
 /// MemTotal from the text of /proc/meminfo, in bytes.
 pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    meminfo_field(meminfo, "MemTotal:")
+}
+
+/// A `kB` field of /proc/meminfo's text, in bytes.
+fn meminfo_field(meminfo: &str, field: &str) -> Option<u64> {
     let kb = meminfo
         .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .strip_suffix("kB")?
         .trim()
@@ -159,6 +164,15 @@ pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
 /// This host's MemTotal in bytes, if /proc/meminfo says.
 pub fn mem_total() -> Option<u64> {
     parse_mem_total(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// The memory this host can give new programs now (MemAvailable), in
+/// bytes, if /proc/meminfo says.
+pub fn mem_available() -> Option<u64> {
+    meminfo_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
 }
 
 /// Sizes `file` to `bytes` (sparse). When the file system refuses the size

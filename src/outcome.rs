@@ -94,6 +94,19 @@ pub fn exit_code(
     code
 }
 
+/// The gravest of several exit codes (of the test files of one run): an
+/// interruption, then ktest's own failures, then a crash, a time-out, a
+/// failure.
+pub fn gravest(codes: impl IntoIterator<Item = Code>) -> Code {
+    let grave = |c: Code| match c {
+        Code::Interrupted => u8::MAX,
+        c => rank(c),
+    };
+    codes
+        .into_iter()
+        .fold(Code::Passed, |a, c| if grave(c) > grave(a) { c } else { a })
+}
+
 fn rank(c: Code) -> u8 {
     match c {
         Code::Passed => 0,

@@ -233,9 +233,39 @@ pub fn choose_root(arg: Option<&str>) -> Result<Root> {
     rootfs::choose(arg, &rootfs::default_candidates(home.as_deref()))
 }
 
+/// Kernels built in this run, by the KCONFIG they were built for (sorted),
+/// so that every test file needing the same configuration shares one build.
+type Built = Vec<(Vec<String>, Kernel)>;
+
+/// Prepares `ktest run` of every test file selected, in order; the kernel
+/// is built once per configuration the files need.
+pub fn prepare_all(args: &RunArgs, tests: &[suite::TestArg]) -> Result<Vec<Prepared>> {
+    let mut built = Built::new();
+    tests.iter().map(|t| prepare(args, t, &mut built)).collect()
+}
+
+/// The kernel for `kconfig`: `--kernel`'s, one this run built already, or
+/// a new build.
+fn kernel_for(args: &RunArgs, kconfig: &[KconfigOption], built: &mut Built) -> Result<Kernel> {
+    if let Some(k) = &args.kernel {
+        return kernel::from_arg(k);
+    }
+    let mut key: Vec<String> = kconfig.iter().map(|o| o.to_string()).collect();
+    key.sort();
+    key.dedup();
+    if let Some((_, k)) = built.iter().find(|(k, _)| *k == key) {
+        return Ok(k.clone());
+    }
+    let mut opts = args.build.clone();
+    opts.build_log |= args.verbose;
+    let k = crate::build::kernel_for_run(&opts, kconfig)?;
+    built.push((key, k.clone()));
+    Ok(k)
+}
+
 /// Prepares `ktest run` of one test file, with the subtest patterns given
 /// for it.
-pub fn prepare(args: &RunArgs, test: &suite::TestArg) -> Result<Prepared> {
+fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<Prepared> {
     let test_path = &test.path;
     let patterns = &test.patterns;
     let test = test_path
@@ -257,14 +287,7 @@ pub fn prepare(args: &RunArgs, test: &suite::TestArg) -> Result<Prepared> {
         (&spec.scratch, &scratch_from(Some(&test))),
         &crate::launch::start_dir()?.join(".ktest/vm"),
     )?;
-    let kernel = match &args.kernel {
-        Some(k) => kernel::from_arg(k)?,
-        None => {
-            let mut opts = args.build.clone();
-            opts.build_log |= args.verbose;
-            crate::build::kernel_for_run(&opts, &spec.kconfig)?
-        }
-    };
+    let kernel = kernel_for(args, &spec.kconfig, built)?;
     let config = read_config(&kernel)?;
     check_kconfig(&test, &spec, &kernel, &config)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;

@@ -4,22 +4,24 @@
 
 use crate::accel;
 use crate::cli::{BootArgs, RunArgs};
-use crate::error::{Code, Result};
+use crate::error::{Code, Error, Result};
 use crate::guest::{self, Subtests};
 use crate::launch::{self, Launch};
 use crate::outcome::{self, Observed};
 use crate::plan;
 use crate::prepare::{self, Prepared};
-use crate::report::Event;
-use crate::results::{KernelIdentity, RunReport};
-use crate::runner::{self, SuitePlan};
+use crate::report::{Event, JobInfo};
+use crate::results::{KernelIdentity, RunReport, TestReport};
+use crate::runner::{self, pool, SuitePlan};
+use crate::schedule::{self, Load};
 use crate::signals;
 use crate::sshkey;
 use crate::state::{self, State};
 use crate::suite;
 use crate::supervise::{self, VmEvent};
+use crate::values::VmCount;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -98,13 +100,6 @@ fn tidy_runs(runs: &Path, newest: &str) {
     let _ = std::os::unix::fs::symlink(newest, &last);
 }
 
-/// The test file and the subtest patterns for it: `TEST:GLOB` and `-s`.
-fn test_arg(args: &RunArgs) -> suite::TestArg {
-    let mut t = suite::split_test_arg(&args.test);
-    t.patterns.extend(args.subtest.iter().cloned());
-    t
-}
-
 /// Which kernel ran: the guest's release, the build directory's inputs
 /// hash for a kernel ktest built, the tree's `git describe`.
 fn identity(p: &Prepared, release: Option<String>) -> KernelIdentity {
@@ -173,36 +168,50 @@ impl runner::Boot for Vms<'_> {
 }
 
 /// Prints the qemu and kernel command lines of a run; boots nothing.
-fn dry_run(db: &Path, prepared: &Prepared, choice: accel::Choice, verbose: bool) -> Result<Code> {
+fn dry_run(db: &Path, all: &[Prepared], choice: accel::Choice, verbose: bool) -> Result<Code> {
     let vm_dir = launch::start_dir()?.join(".ktest/vm");
     let state = State::open(db)?;
-    let accel = accel::choose(
-        choice,
-        &prepared.qemu,
-        &state,
-        &std::env::temp_dir(),
-        verbose,
-    )?;
-    let plan = plan::plan(&prepare::plan_input(
-        prepared,
-        accel,
-        &vm_dir,
-        0,
-        state::SSH_PORT_BASE,
-    ));
-    crate::outln!("# kernel command line:\n{}", plan.cmdline);
-    crate::outln!(
-        "# qemu (run in {}; slot 0 shown, the real one is allocated at run time):",
-        vm_dir.display()
-    );
-    crate::outln!("{}", plan.shell_line());
+    for prepared in all {
+        let accel = accel::choose(
+            choice,
+            &prepared.qemu,
+            &state,
+            &std::env::temp_dir(),
+            verbose,
+        )?;
+        let plan = plan::plan(&prepare::plan_input(
+            prepared,
+            accel,
+            &vm_dir,
+            0,
+            state::SSH_PORT_BASE,
+        ));
+        if all.len() > 1 {
+            if let Some(test) = &prepared.test {
+                crate::outln!("# test: {}", test.display());
+            }
+        }
+        crate::outln!("# kernel command line:\n{}", plan.cmdline);
+        crate::outln!(
+            "# qemu (run in {}; slot 0 shown, the real one is allocated at run time):",
+            vm_dir.display()
+        );
+        crate::outln!("{}", plan.shell_line());
+    }
     Ok(Code::Passed)
 }
 
 /// Runs `ktest run`.
 pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     signals::install();
-    let prepared = prepare::prepare(&args, &test_arg(&args))?;
+    let selected = crate::discover::tests(&args.tests, &args.subtest)?;
+    if args.interactive && selected.len() > 1 {
+        return Err(Error::usage(format!(
+            "-I keeps one VM up for you, and {} test files were selected; name one",
+            selected.len()
+        )));
+    }
+    let prepared = prepare::prepare_all(&args, &selected)?;
     let choice = args
         .accel
         .or(crate::config_file::get()?.accel)
@@ -210,13 +219,25 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     if args.dry_run {
         return dry_run(db, &prepared, choice, args.verbose);
     }
+    // Probed once here, not by every VM: the probe's note is said once,
+    // and VMs started at once do not all probe.
+    let accel = match accel::choose(
+        choice,
+        &prepared[0].qemu,
+        &State::open(db)?,
+        &launch::ktest_dir()?,
+        args.verbose,
+    )? {
+        plan::Accel::Kvm => accel::Choice::Kvm,
+        plan::Accel::Tcg => accel::Choice::Tcg,
+    };
     let mut iteration = 0u64;
     loop {
         iteration += 1;
         if args.repeat.is_some() {
             crate::errln!("ktest: iteration {iteration}");
         }
-        let code = run_once(db, &args, &prepared, choice)?;
+        let code = run_once(db, &args, &prepared, accel)?;
         let more = match args.repeat {
             None => false,
             Some(n) => code == Code::Passed && (n == 0 || iteration < n),
@@ -233,52 +254,223 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     }
 }
 
-/// One run of the selected subtests, reported.
-fn run_once(db: &Path, args: &RunArgs, prepared: &Prepared, accel: accel::Choice) -> Result<Code> {
+/// Each test file's load for the scheduler: its selected subtests with
+/// their durations from the results history.
+fn loads(db: &Path, prepared: &[Prepared]) -> Result<Vec<Load>> {
+    let state = State::open(db)?;
+    prepared
+        .iter()
+        .map(|p| {
+            let known = match &p.test {
+                Some(t) => crate::history::durations(&state, t)?,
+                None => Default::default(),
+            };
+            Ok(Load {
+                subtests: p
+                    .subtests
+                    .names()
+                    .into_iter()
+                    .map(|n| {
+                        let d = known.get(&n).copied();
+                        (n, d)
+                    })
+                    .collect(),
+                splittable: !matches!(p.subtests, Subtests::Single(_)),
+            })
+        })
+        .collect()
+}
+
+/// How many VMs run at once: `--vms`, else one per CPU as far as the
+/// host's available memory holds the largest VM; one for `-I`.
+fn vm_count(args: &RunArgs, prepared: &[Prepared]) -> u32 {
+    if args.interactive {
+        return 1;
+    }
+    if let Some(n) = args
+        .vms
+        .or(crate::config_file::get().ok().and_then(|c| c.vms))
+    {
+        return n.get();
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let largest = prepared
+        .iter()
+        .map(|p| p.spec.mem.bytes())
+        .max()
+        .unwrap_or(0);
+    VmCount::new(schedule::default_vms(
+        cpus,
+        crate::host_fit::mem_available(),
+        largest,
+    ))
+    .get()
+}
+
+/// The log directory of each test file in a run: its file name, made
+/// unique by a number when two files share one.
+fn test_dirs(run_dir: &Path, prepared: &[Prepared]) -> Vec<PathBuf> {
+    let mut taken: Vec<String> = Vec::new();
+    prepared
+        .iter()
+        .map(|p| {
+            let name = p
+                .test
+                .as_deref()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut n = 1;
+            let mut unique = fit_name(&name, "");
+            while taken.contains(&unique) {
+                n += 1;
+                unique = fit_name(&name, &format!("-{n}"));
+            }
+            taken.push(unique.clone());
+            run_dir.join(unique)
+        })
+        .collect()
+}
+
+/// One run of the selected subtests of every selected file, reported.
+fn run_once(
+    db: &Path,
+    args: &RunArgs,
+    prepared: &[Prepared],
+    accel: accel::Choice,
+) -> Result<Code> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let run_id = new_run_id(started);
-    let test = prepared.test.clone().unwrap_or_default();
     let runs = launch::ktest_dir()?.join("runs");
-    let dir = runs.join(&run_id).join(fit_name(
-        &test.file_name().unwrap_or_default().to_string_lossy(),
-        "",
-    ));
-    launch::create_private_dir(&dir)?;
+    let run_dir = runs.join(&run_id);
+    let dirs = test_dirs(&run_dir, prepared);
+    for d in &dirs {
+        launch::create_private_dir(d)?;
+    }
     tidy_runs(&runs, &run_id);
-    let mut reporters = crate::report::for_run(db, args)?;
-    let subtest_names = prepared.subtests.names();
+    let mut loads = loads(db, prepared)?;
+    if let Some(shard) = args.shard {
+        let parts = schedule::shard(&loads, shard);
+        for (load, mine) in loads.iter_mut().zip(parts) {
+            load.subtests.retain(|(n, _)| mine.contains(n));
+        }
+    }
+    let vms = vm_count(args, prepared);
+    let total = loads.iter().flat_map(schedule::estimates).sum();
+    let target = if args.interactive {
+        None
+    } else {
+        schedule::target(total, vms)
+    };
+    let planned = schedule::longest_first(schedule::jobs(&loads, target));
+    let infos: Vec<JobInfo> = planned
+        .iter()
+        .map(|j| JobInfo {
+            test: prepared[j.test].test.clone().unwrap_or_default(),
+            subtests: j.subtests.clone(),
+            estimate: j.estimate,
+        })
+        .collect();
+    let mut reporters = crate::report::for_run(db, args, infos.len() > 1)?;
     reporters.emit(Event::RunStarted {
         run_id: run_id.clone(),
-        test: test.clone(),
-        subtests: subtest_names,
+        jobs: infos,
+        vms,
     });
-    let plan = SuitePlan {
-        test,
-        subtests: prepared.subtests.clone(),
-        allow: crate::kernel_log::Allow::parse(&prepared.spec.allow.join(","))?,
-        fail_fast: args.fail_fast,
-        dir,
+    let stop = Arc::new(AtomicBool::new(false));
+    let consoles: Vec<Arc<AtomicU32>> = prepared.iter().map(|_| Arc::default()).collect();
+    let mut jobs = Vec::new();
+    for (i, j) in planned.iter().enumerate() {
+        let p = &prepared[j.test];
+        jobs.push(pool::Job {
+            plan: SuitePlan {
+                test: p.test.clone().unwrap_or_default(),
+                subtests: p.subtests.with_names(j.subtests.clone()),
+                allow: crate::kernel_log::Allow::parse(&p.spec.allow.join(","))?,
+                fail_fast: args.fail_fast,
+                dir: dirs[j.test].clone(),
+                job: i,
+                stop: stop.clone(),
+                consoles: consoles[j.test].clone(),
+            },
+            mem: p.spec.mem.bytes(),
+            boot: Box::new(Vms {
+                db,
+                prepared: p,
+                args,
+                accel,
+            }),
+        });
+    }
+    let limits = pool::Limits {
+        vms,
+        mem: crate::host_fit::mem_available(),
     };
-    let mut vms = Vms {
-        db,
-        prepared,
-        args,
-        accel,
-    };
-    let outcome = runner::run(&plan, &mut vms, &mut reporters)?;
+    let outcomes = pool::run(jobs, limits, &stop, &mut reporters, |r| r.emit(Event::Tick))?;
     let report = RunReport {
         run_id,
         started_at: started
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
         duration: clock.elapsed(),
-        kernel: identity(prepared, outcome.release),
-        tests: vec![outcome.report],
+        kernel: identity(
+            &prepared[0],
+            outcomes.iter().find_map(|o| o.release.clone()),
+        ),
+        tests: test_reports(prepared, &loads, &planned, &outcomes),
     };
     reporters.emit(Event::RunFinished { report });
     reporters.finish()?;
-    Ok(outcome.code)
+    Ok(outcome::gravest(outcomes.iter().map(|o| o.code)))
+}
+
+/// Each test file's report: its jobs' results joined, in the file's
+/// order, for the files that ran anything.
+fn test_reports(
+    prepared: &[Prepared],
+    loads: &[Load],
+    planned: &[schedule::Job],
+    outcomes: &[runner::SuiteOutcome],
+) -> Vec<TestReport> {
+    let mut out = Vec::new();
+    for (t, (p, load)) in prepared.iter().zip(loads).enumerate() {
+        let mine: Vec<&runner::SuiteOutcome> = planned
+            .iter()
+            .zip(outcomes)
+            .filter(|(j, _)| j.test == t)
+            .map(|(_, o)| o)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let order = |name: &str| load.subtests.iter().position(|(n, _)| n == name);
+        let mut subtests: Vec<_> = mine
+            .iter()
+            .flat_map(|o| o.report.subtests.iter().cloned())
+            .collect();
+        subtests.sort_by_key(|r| order(&r.name));
+        let mut console_logs: Vec<PathBuf> = mine
+            .iter()
+            .flat_map(|o| o.report.console_logs.iter().cloned())
+            .collect();
+        console_logs.sort_by_key(|l| console_number(l));
+        out.push(TestReport {
+            test: p.test.clone().unwrap_or_default(),
+            subtests,
+            console_logs,
+        });
+    }
+    out
+}
+
+/// 1 for `console.log`, N for `console-N.log`: the order VMs started in.
+fn console_number(log: &Path) -> u32 {
+    log.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("console-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Runs `ktest list`: the subtests each test file would run.

@@ -26,6 +26,10 @@ pub enum Kind {
     TimeLimit,
     /// A scratch disk's size (`DiskSize`).
     DiskSize,
+    /// VMs at once (`VmCount`).
+    VmCount,
+    /// A part of a sharded run (`Shard`).
+    Shard,
 }
 
 impl Kind {
@@ -35,6 +39,8 @@ impl Kind {
             Kind::Memory | Kind::DiskSize => "a size such as 512M, 2G or 1024 (MiB)",
             Kind::Cpus => "a whole number of CPUs such as 2",
             Kind::TimeLimit => "a whole number of seconds such as 600",
+            Kind::VmCount => "a whole number of VMs such as 4",
+            Kind::Shard => "a part K/N such as 2/4, with K from 1 to N",
         }
     }
 
@@ -49,6 +55,8 @@ impl Kind {
             Kind::Cpus => Cpus::MIN.to_string(),
             Kind::TimeLimit => TimeLimit::MIN.to_string(),
             Kind::DiskSize => DiskSize::MIN.to_string(),
+            Kind::VmCount => VmCount::MIN.to_string(),
+            Kind::Shard => "1/1".into(),
         }
     }
 
@@ -61,6 +69,8 @@ impl Kind {
             Kind::Cpus => format!("{} (the limit of qemu's pc machine)", Cpus::MAX),
             Kind::TimeLimit => format!("{} (30 days)", TimeLimit::MAX),
             Kind::DiskSize => "just under 8E (the largest file Linux can hold)".into(),
+            Kind::VmCount => format!("{} (ktest's network slots)", VmCount::MAX),
+            Kind::Shard => format!("{} parts", Shard::MAX_PARTS),
         }
     }
 }
@@ -72,6 +82,8 @@ impl fmt::Display for Kind {
             Kind::Cpus => "the number of CPUs",
             Kind::TimeLimit => "a time limit",
             Kind::DiskSize => "a scratch disk",
+            Kind::VmCount => "the number of VMs",
+            Kind::Shard => "a shard",
         })
     }
 }
@@ -325,6 +337,85 @@ impl fmt::Display for TimeLimit {
     }
 }
 
+/// How many VMs run at once: 1 up to ktest's network slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VmCount(u32);
+
+impl VmCount {
+    /// One VM.
+    pub const MIN: VmCount = VmCount(1);
+    /// Every VM takes one of the state database's slots.
+    pub const MAX: VmCount = VmCount(crate::state::MAX_SLOTS);
+
+    /// The number, clamped to the valid range.
+    pub fn new(n: u32) -> VmCount {
+        VmCount(n.clamp(Self::MIN.0, Self::MAX.0))
+    }
+
+    /// The number.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for VmCount {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        let n = parse_count(text, Kind::VmCount, Self::MIN.0.into(), Self::MAX.0.into())?;
+        Ok(VmCount(n as u32))
+    }
+}
+
+impl fmt::Display for VmCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Part `index` of `count` of a sharded run, both counted from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    /// Which part, 1 to `count`.
+    pub index: u32,
+    /// How many parts.
+    pub count: u32,
+}
+
+impl Shard {
+    /// More parts than any CI runs jobs; a bound keeps the arithmetic small.
+    pub const MAX_PARTS: u32 = 10_000;
+}
+
+impl FromStr for Shard {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        let fail = |problem| ValueError::new(Kind::Shard, text, problem);
+        let (k, n) = text
+            .trim()
+            .split_once('/')
+            .ok_or(fail(Problem::Malformed))?;
+        let count =
+            parse_count(n, Kind::Shard, 1, Self::MAX_PARTS.into()).map_err(|e| fail(e.problem))?;
+        let index = parse_count(k, Kind::Shard, 1, count).map_err(|e| match e.problem {
+            // "0/4" and "5/4" are not parts of 4, whatever the bound says.
+            Problem::TooSmall | Problem::TooLarge => fail(Problem::Malformed),
+            p => fail(p),
+        })?;
+        Ok(Shard {
+            index: index as u32,
+            count: count as u32,
+        })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// A scratch disk's size in bytes: whole 512-byte sectors, at least 1M,
 /// and no larger than a file can be (`off_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -399,7 +490,7 @@ macro_rules! deserialize_with_from_str {
     )*};
 }
 
-deserialize_with_from_str!(Memory, Cpus, TimeLimit, DiskSize);
+deserialize_with_from_str!(Memory, Cpus, TimeLimit, DiskSize, VmCount);
 
 #[cfg(test)]
 mod tests {
@@ -407,6 +498,27 @@ mod tests {
 
     fn problem<T: FromStr<Err = ValueError> + fmt::Debug>(text: &str) -> Problem {
         text.parse::<T>().unwrap_err().problem
+    }
+
+    #[test]
+    fn vm_counts_and_shards() {
+        assert_eq!("4".parse::<VmCount>().map(VmCount::get), Ok(4));
+        assert_eq!(problem::<VmCount>("0"), Problem::TooSmall);
+        assert_eq!(problem::<VmCount>("257"), Problem::TooLarge);
+        assert_eq!(problem::<VmCount>("two"), Problem::Malformed);
+        assert_eq!(VmCount::new(0).get(), 1);
+        let s: Shard = " 2/4 ".parse().unwrap();
+        assert_eq!((s.index, s.count, s.to_string()), (2, 4, "2/4".into()));
+        assert_eq!("1/1".parse::<Shard>().unwrap().count, 1);
+        assert_eq!(problem::<Shard>("1/0"), Problem::TooSmall);
+        for bad in ["0/4", "5/4", "2", "a/b", "1/2/3", "-1/2"] {
+            assert_eq!(problem::<Shard>(bad), Problem::Malformed, "{bad}");
+        }
+        assert_eq!(problem::<Shard>("1/10001"), Problem::TooLarge);
+        assert_eq!(
+            "5/4".parse::<Shard>().unwrap_err().to_string(),
+            "'5/4' is not a part K/N such as 2/4, with K from 1 to N"
+        );
     }
 
     #[test]

@@ -95,7 +95,11 @@ mod tests {
         let path = dir.path().join("results.txt");
         std::fs::write(&path, "old").unwrap();
         let mut f = ReportFile::new(path.clone(), "test report", render);
-        f.event(&Event::Note { text: "x".into() }).unwrap();
+        f.event(&Event::Note {
+            job: None,
+            text: "x".into(),
+        })
+        .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         f.event(&finished()).unwrap();
         assert_eq!(

@@ -44,7 +44,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let db = t.path().join("state.db");
         let mut h = History::new(db.clone(), PathBuf::from("/work"), 10);
-        h.event(&Event::Note { text: "x".into() }).unwrap();
+        h.event(&Event::Note {
+            job: None,
+            text: "x".into(),
+        })
+        .unwrap();
         assert!(crate::history::last_run(&State::open(&db).unwrap(), None)
             .unwrap()
             .is_none());

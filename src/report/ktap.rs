@@ -148,6 +148,8 @@ pub struct Ktap {
     /// Some document was started (a run that ends without one prints its
     /// report whole).
     any: bool,
+    /// Several jobs run at once: print the report whole at the end.
+    whole: bool,
 }
 
 impl Ktap {
@@ -163,6 +165,7 @@ impl Ktap {
             sink,
             current: None,
             any: false,
+            whole: false,
         }
     }
 
@@ -209,7 +212,12 @@ impl Default for Ktap {
 impl Reporter for Ktap {
     fn event(&mut self, event: &Event) -> Result<()> {
         match event {
-            Event::RunStarted { test, subtests, .. } => {
+            // Several jobs finish in any order: the document is written
+            // whole at the end, in the report's order.
+            Event::RunStarted { jobs, .. } if jobs.len() != 1 => self.whole = true,
+            Event::SubtestFinished { .. } if self.whole => {}
+            Event::RunStarted { jobs, .. } => {
+                let (test, subtests) = (&jobs[0].test, &jobs[0].subtests);
                 self.close(None);
                 self.emit(header(subtests.len(), 0));
                 self.current = Some(Document {
@@ -219,7 +227,7 @@ impl Reporter for Ktap {
                 });
                 self.any = true;
             }
-            Event::SubtestFinished { result } => {
+            Event::SubtestFinished { result, .. } => {
                 let number = match &mut self.current {
                     Some(doc) => {
                         doc.printed += 1;
@@ -272,21 +280,33 @@ mod tests {
 
     /// The events a runner sends for `report`.
     fn events(report: &RunReport) -> Vec<Event> {
-        let mut ev = Vec::new();
-        for t in &report.tests {
-            ev.push(Event::RunStarted {
-                run_id: report.run_id.clone(),
-                test: t.test.clone(),
-                subtests: t.subtests.iter().map(|r| r.name.clone()).collect(),
-            });
+        let mut ev = vec![Event::RunStarted {
+            run_id: report.run_id.clone(),
+            jobs: report
+                .tests
+                .iter()
+                .map(|t| crate::report::JobInfo {
+                    test: t.test.clone(),
+                    subtests: t.subtests.iter().map(|r| r.name.clone()).collect(),
+                    estimate: std::time::Duration::ZERO,
+                })
+                .collect(),
+            vms: 1,
+        }];
+        for (job, t) in report.tests.iter().enumerate() {
             for r in &t.subtests {
                 ev.push(Event::SubtestStarted {
+                    job,
                     name: r.name.clone(),
                 });
                 ev.push(Event::Output {
+                    job,
                     line: "not ok 1 this is the test's own output".into(),
                 });
-                ev.push(Event::SubtestFinished { result: r.clone() });
+                ev.push(Event::SubtestFinished {
+                    job,
+                    result: r.clone(),
+                });
             }
         }
         ev.push(Event::RunFinished {

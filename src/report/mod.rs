@@ -10,47 +10,80 @@ pub mod history;
 pub mod json;
 pub mod junit;
 pub mod ktap;
+pub mod live;
 pub mod terminal;
 
 use crate::error::Result;
 use crate::results::{RunReport, SubtestResult};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which of a run's VM jobs an event belongs to: an index into
+/// `RunStarted::jobs`. A job is one test file's subtests, or part of them,
+/// run in one VM (and in fresh ones after a crash).
+pub type JobId = usize;
+
+/// A job as the run planned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The test file.
+    pub test: PathBuf,
+    /// The subtests it runs, in order.
+    pub subtests: Vec<String>,
+    /// How long the results history says it takes (a guess without one).
+    pub estimate: Duration,
+}
 
 /// Something that happened during a run, in the order it happened.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The run begins: which test file, which subtests were selected.
+    /// The run begins: the jobs it will run, at most `vms` at once.
     RunStarted {
         /// The run's id (`RunReport::run_id`).
         run_id: String,
-        /// The test file.
-        test: PathBuf,
-        /// The selected subtests, in run order.
-        subtests: Vec<String>,
+        /// Every job, longest first (the order they start in).
+        jobs: Vec<JobInfo>,
+        /// How many VMs may run at once.
+        vms: u32,
     },
-    /// A VM booted to run `subtests` (the first, or a fresh one after a
-    /// crash or a time-out).
+    /// A VM is booting for a job (its first, or a fresh one after a crash
+    /// or a time-out).
     VmStarted {
-        /// 1 for the first VM of a test, then 2, 3...
+        /// The job.
+        job: JobId,
+        /// 1 for a job's first VM, then 2, 3...
         attempt: u32,
         /// The subtests it is to run.
         subtests: Vec<String>,
         /// Its console log.
         console_log: PathBuf,
     },
+    /// The VM has its id (`ktest status`, `ktest ssh --vm ID`).
+    VmUp {
+        /// The job.
+        job: JobId,
+        /// The VM's id.
+        id: String,
+    },
     /// A subtest started in the guest.
     SubtestStarted {
+        /// The job.
+        job: JobId,
         /// Its name.
         name: String,
     },
     /// A line of the test's own output (stdout and stderr).
     Output {
+        /// The job.
+        job: JobId,
         /// The line, without its newline.
         line: String,
     },
     /// A console line worth showing live (the boot log with `-v`, the kernel's
     /// messages while a test runs).
     Console {
+        /// The job.
+        job: JobId,
         /// The line, without its newline.
         line: String,
     },
@@ -61,19 +94,42 @@ pub enum Event {
     },
     /// ktest's own remark (time-outs, a fresh VM after a crash, ...).
     Note {
+        /// The job it is about, if any.
+        job: Option<JobId>,
         /// One line.
         text: String,
     },
     /// A subtest ended, with its verdict.
     SubtestFinished {
+        /// The job.
+        job: JobId,
         /// Its result.
         result: SubtestResult,
     },
+    /// A job's last VM ended; all its subtests have their verdicts.
+    JobFinished {
+        /// The job.
+        job: JobId,
+    },
+    /// Time passed with nothing else to report (the live view's clock).
+    Tick,
     /// The run ended.
     RunFinished {
         /// Everything it found.
         report: RunReport,
     },
+}
+
+/// Where the runner sends its events: the reporters, or a channel to them.
+pub trait Emit {
+    /// Takes one event.
+    fn emit(&mut self, event: Event);
+}
+
+impl Emit for Reporters {
+    fn emit(&mut self, event: Event) {
+        Reporters::emit(self, event)
+    }
 }
 
 /// A consumer of events.
@@ -118,9 +174,18 @@ impl Reporters {
 /// The reporters `ktest run` feeds: the terminal (all on stderr when KTAP
 /// takes stdout), KTAP, the report files the command line asks for, and
 /// the results history in the state database.
-pub fn for_run(db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Reporters> {
+pub fn for_run(
+    db: &std::path::Path,
+    args: &crate::cli::RunArgs,
+    many_jobs: bool,
+) -> Result<Reporters> {
     let mut r = Reporters::default();
-    if args.ktap {
+    if many_jobs {
+        r.add(Box::new(live::Live::new(args.ktap, args.verbose)));
+        if args.ktap {
+            r.add(Box::new(ktap::Ktap::new()));
+        }
+    } else if args.ktap {
         r.add(Box::new(terminal::Terminal::stderr_only(
             true,
             true,
@@ -151,7 +216,7 @@ pub fn for_run(db: &std::path::Path, args: &crate::cli::RunArgs) -> Result<Repor
 pub fn terminal_for_boot() -> impl FnMut(crate::supervise::VmEvent) {
     let mut t = terminal::Terminal::new(true, true, false);
     move |ev| {
-        for e in crate::runner::display(&ev) {
+        for e in crate::runner::display(&ev, 0) {
             let _ = t.event(&e);
         }
     }

@@ -374,25 +374,24 @@ impl Terminal {
 impl Reporter for Terminal {
     fn event(&mut self, event: &Event) -> Result<()> {
         match event {
-            Event::RunStarted {
-                run_id,
-                test,
-                subtests,
-            } => {
+            Event::RunStarted { run_id, jobs, .. } => {
                 if self.verbose {
-                    self.note(&format!(
-                        "run {run_id}: {}: {} subtest{} selected: {}",
-                        test_name(test),
-                        subtests.len(),
-                        if subtests.len() == 1 { "" } else { "s" },
-                        subtests.join(" ")
-                    ));
+                    for job in jobs {
+                        self.note(&format!(
+                            "run {run_id}: {}: {} subtest{} selected: {}",
+                            test_name(&job.test),
+                            job.subtests.len(),
+                            if job.subtests.len() == 1 { "" } else { "s" },
+                            job.subtests.join(" ")
+                        ));
+                    }
                 }
             }
             Event::VmStarted {
                 attempt,
                 subtests,
                 console_log,
+                ..
             } => {
                 if self.verbose {
                     self.note(&format!(
@@ -403,7 +402,7 @@ impl Reporter for Terminal {
                     ));
                 }
             }
-            Event::SubtestStarted { name } => {
+            Event::SubtestStarted { name, .. } => {
                 // Output that follows needs a heading to be told apart.
                 if self.show_output || self.verbose {
                     let run = self.main_style.paint("36", "RUN");
@@ -411,12 +410,12 @@ impl Reporter for Terminal {
                     self.line(self.main, &format!("{run}{pad}{name}"));
                 }
             }
-            Event::Output { line } => {
+            Event::Output { line, .. } => {
                 if self.show_output {
                     self.line(self.main, line);
                 }
             }
-            Event::Console { line } => self.line(self.main, line),
+            Event::Console { line, .. } => self.line(self.main, line),
             Event::Raw { bytes } => match self.main {
                 Stream::Stdout => {
                     let mut o = std::io::stdout().lock();
@@ -429,8 +428,8 @@ impl Reporter for Terminal {
                     let _ = e.flush();
                 }
             },
-            Event::Note { text } => self.note(text),
-            Event::SubtestFinished { result } => {
+            Event::Note { text, .. } => self.note(text),
+            Event::SubtestFinished { result, .. } => {
                 for l in subtest_lines(result, self.main_style, self.verbose) {
                     self.line(self.main, &l);
                 }
@@ -440,6 +439,7 @@ impl Reporter for Terminal {
                     self.note(&l);
                 }
             }
+            Event::VmUp { .. } | Event::JobFinished { .. } | Event::Tick => {}
         }
         Ok(())
     }

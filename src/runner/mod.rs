@@ -3,16 +3,19 @@
 //! not run yet), judges each subtest, writes its log, and tells the
 //! reporters everything as it happens. It prints nothing itself.
 
+pub mod pool;
 pub mod session;
 
 use crate::error::{Code, Context, Result};
 use crate::guest::Subtests;
 use crate::outcome::{self, Observed};
-use crate::report::{Event, Reporters};
+use crate::report::{Emit, Event, JobId};
 use crate::results::{SubtestResult, TestReport, Verdict};
 use crate::supervise::VmEvent;
 use session::{Finished, Tracker};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What to run of one test file.
@@ -29,6 +32,26 @@ pub struct SuitePlan {
     pub fail_fast: bool,
     /// Where this test's logs go in this run.
     pub dir: PathBuf,
+    /// Which job of the run this is, for the events.
+    pub job: JobId,
+    /// Shared by every job of a run: set when a subtest failed under
+    /// `--fail-fast`, to stop every VM and start no more.
+    pub stop: Arc<AtomicBool>,
+    /// Shared by the jobs of one test file: how many console logs its
+    /// directory has, so that each VM's log gets the next name.
+    pub consoles: Arc<AtomicU32>,
+}
+
+impl SuitePlan {
+    /// The next console log's path: `console.log`, then `console-2.log`...
+    fn next_console_log(&self) -> PathBuf {
+        let n = self.consoles.fetch_add(1, Ordering::SeqCst) + 1;
+        self.dir.join(if n == 1 {
+            "console.log".to_string()
+        } else {
+            format!("console-{n}.log")
+        })
+    }
 }
 
 /// Boots one VM for `subtests` with its console log at `log`, feeding
@@ -57,7 +80,7 @@ pub struct SuiteOutcome {
 }
 
 /// Runs the plan's subtests to their verdicts.
-pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Result<SuiteOutcome> {
+pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut dyn Emit) -> Result<SuiteOutcome> {
     let mut todo = plan.subtests.names();
     let mut results: Vec<SubtestResult> = Vec::new();
     let mut logs = Vec::new();
@@ -66,26 +89,42 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
     let mut interrupted = false;
     let mut attempt = 0;
     while !todo.is_empty() {
+        let interrupted_now = crate::signals::interrupted();
+        if plan.stop.load(Ordering::SeqCst) || interrupted_now {
+            // Ctrl-C, or another job's subtest failed under --fail-fast.
+            interrupted |= interrupted_now;
+            let why = if interrupted_now {
+                "interrupted"
+            } else {
+                "not run: a subtest failed and --fail-fast was given"
+            };
+            for name in todo.drain(..) {
+                let r = session::not_run(&name, why);
+                reporters.emit(Event::SubtestFinished {
+                    job: plan.job,
+                    result: r.clone(),
+                });
+                results.push(r);
+            }
+            break;
+        }
         attempt += 1;
-        let log = plan.dir.join(if attempt == 1 {
-            "console.log".to_string()
-        } else {
-            format!("console-{attempt}.log")
-        });
+        let log = plan.next_console_log();
         logs.push(log.clone());
         reporters.emit(Event::VmStarted {
+            job: plan.job,
             attempt,
             subtests: todo.clone(),
             console_log: log.clone(),
         });
         let subtests = plan.subtests.with_names(todo.clone());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = plan.stop.clone();
         let mut tracker = Tracker::new(todo.clone(), plan.allow.clone());
         let mut failure = None::<String>;
         let mut io_error = None;
         let obs = {
             let mut sink = |ev: VmEvent| {
-                show(&ev, &todo, reporters);
+                show(&ev, plan.job, &todo, reporters);
                 for f in tracker.feed(&ev, Instant::now()) {
                     match judged(plan, f, &mut failure, reporters) {
                         Ok(r) => results.push(r),
@@ -94,7 +133,7 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
                         }
                     }
                     if failure.is_some() {
-                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        stop.store(true, Ordering::SeqCst);
                     }
                 }
             };
@@ -118,6 +157,8 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
             "interrupted".to_string()
         } else if let Some(name) = &failure {
             format!("not run: {name} failed and --fail-fast was given")
+        } else if plan.stop.load(Ordering::SeqCst) {
+            "not run: a subtest failed and --fail-fast was given".to_string()
         } else if !ran_any {
             // The VM ran nothing: booting again would do the same.
             let v = outcome::vm_failure(&obs);
@@ -130,6 +171,7 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
                 .last()
                 .map_or("a subtest".into(), |r| r.name.clone());
             reporters.emit(Event::Note {
+                job: Some(plan.job),
                 text: format!(
                     "the VM ended during {crashed}; a fresh VM runs the {} subtest(s) not yet run",
                     todo.len()
@@ -142,7 +184,10 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
             if vm_code == Some(Code::Crash) {
                 r.verdict = Verdict::Crash;
             }
-            reporters.emit(Event::SubtestFinished { result: r.clone() });
+            reporters.emit(Event::SubtestFinished {
+                job: plan.job,
+                result: r.clone(),
+            });
             results.push(r);
         }
     }
@@ -167,34 +212,52 @@ pub fn run(plan: &SuitePlan, vm: &mut dyn Boot, reporters: &mut Reporters) -> Re
     })
 }
 
-/// The events a VM event makes for the user to see.
-pub fn display(ev: &VmEvent) -> Vec<Event> {
+/// The events a VM event of job `job` makes for the user to see.
+pub fn display(ev: &VmEvent, job: JobId) -> Vec<Event> {
     match ev {
-        VmEvent::Console { line, shown: true } => vec![Event::Console { line: line.clone() }],
-        VmEvent::Output { line, shown: true } => vec![Event::Output { line: line.clone() }],
+        VmEvent::Console { line, shown: true } => vec![Event::Console {
+            job,
+            line: line.clone(),
+        }],
+        VmEvent::Output { line, shown: true } => vec![Event::Output {
+            job,
+            line: line.clone(),
+        }],
         VmEvent::Raw(bytes) => vec![Event::Raw {
             bytes: bytes.clone(),
         }],
-        VmEvent::Note(text) => vec![Event::Note { text: text.clone() }],
+        VmEvent::Note(text) => vec![Event::Note {
+            job: Some(job),
+            text: text.clone(),
+        }],
         VmEvent::Context(lines) => std::iter::once(Event::Note {
+            job: Some(job),
             text: "last console lines:".into(),
         })
         .chain(lines.iter().map(|l| Event::Console {
+            job,
             line: format!("  {l}"),
         }))
         .collect(),
+        VmEvent::Allocated { id } => vec![Event::VmUp {
+            job,
+            id: id.clone(),
+        }],
         _ => Vec::new(),
     }
 }
 
 /// Passes what the user should see on to the reporters.
-fn show(ev: &VmEvent, planned: &[String], reporters: &mut Reporters) {
-    for e in display(ev) {
+fn show(ev: &VmEvent, job: JobId, planned: &[String], reporters: &mut dyn Emit) {
+    for e in display(ev, job) {
         reporters.emit(e);
     }
     if let VmEvent::Result(crate::console::ResultMsg::Begin { name, .. }) = ev {
         if planned.contains(name) {
-            reporters.emit(Event::SubtestStarted { name: name.clone() });
+            reporters.emit(Event::SubtestStarted {
+                job,
+                name: name.clone(),
+            });
         }
     }
 }
@@ -205,7 +268,7 @@ fn judged(
     plan: &SuitePlan,
     f: Finished,
     failure: &mut Option<String>,
-    reporters: &mut Reporters,
+    reporters: &mut dyn Emit,
 ) -> Result<SubtestResult> {
     if !f.result.verdict.is_ok() && plan.fail_fast {
         failure.get_or_insert(f.result.name.clone());
@@ -214,13 +277,16 @@ fn judged(
 }
 
 /// Writes a judged subtest's log and reports it.
-fn finish(plan: &SuitePlan, f: Finished, reporters: &mut Reporters) -> Result<SubtestResult> {
+fn finish(plan: &SuitePlan, f: Finished, reporters: &mut dyn Emit) -> Result<SubtestResult> {
     let mut r = f.result;
     let path = plan.dir.join(format!("{}.log", r.name));
     std::fs::write(&path, log_text(&r, &f.output, &f.console))
         .context(|| format!("writing {}", path.display()))?;
     r.log = Some(path);
-    reporters.emit(Event::SubtestFinished { result: r.clone() });
+    reporters.emit(Event::SubtestFinished {
+        job: plan.job,
+        result: r.clone(),
+    });
     Ok(r)
 }
 
@@ -320,6 +386,9 @@ mod tests {
             allow: crate::kernel_log::Allow::default(),
             fail_fast,
             dir: dir.to_path_buf(),
+            job: 0,
+            stop: Arc::default(),
+            consoles: Arc::default(),
         }
     }
 
@@ -345,7 +414,7 @@ mod tests {
         let o = run(
             &plan(t.path(), &["a", "b", "c", "d"], false),
             &mut vm,
-            &mut Reporters::default(),
+            &mut crate::report::Reporters::default(),
         )
         .unwrap();
         assert_eq!(
@@ -387,7 +456,7 @@ mod tests {
         let o = run(
             &plan(t.path(), &["a"], false),
             &mut Stopped,
-            &mut Reporters::default(),
+            &mut crate::report::Reporters::default(),
         )
         .unwrap();
         assert_eq!(o.code, Code::Interrupted);
@@ -405,7 +474,7 @@ mod tests {
         let o = run(
             &plan(t.path(), &["a", "b"], true),
             &mut vm,
-            &mut Reporters::default(),
+            &mut crate::report::Reporters::default(),
         )
         .unwrap();
         assert_eq!(
@@ -426,7 +495,7 @@ mod tests {
         let o = run(
             &plan(t.path(), &["a", "b"], false),
             &mut vm,
-            &mut Reporters::default(),
+            &mut crate::report::Reporters::default(),
         )
         .unwrap();
         assert_eq!(vm.seen.len(), 1);

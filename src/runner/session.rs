@@ -365,7 +365,7 @@ fn judge_unfinished(s: &Sub, obs: &Observed, now: Instant, allow: &kernel_log::A
     } else if obs.stopped {
         (
             Verdict::NotRun,
-            Some("not run: an earlier subtest failed and --fail-fast was given".to_string()),
+            Some("stopped: a subtest failed and --fail-fast was given".to_string()),
         )
     } else if s.sentinel == Some(Sentinel::Success) {
         (

@@ -1,0 +1,218 @@
+//! End-to-end tests of many test files at once (issue "Many test files at
+//! once"): real VMs under TCG, several at a time from one directory,
+//! checked in the JSON reports, the logs and what was left behind.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn many() -> PathBuf {
+    repo().join("tests/fixtures/many")
+}
+
+/// Every (file name, subtest, verdict) of a JSON report, in report order.
+fn results(json: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for t in v["tests"].as_array().unwrap() {
+        let file = Path::new(t["test"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for s in t["subtests"].as_array().unwrap() {
+            out.push((
+                file.clone(),
+                s["name"].as_str().unwrap().to_string(),
+                s["verdict"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn triples(v: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    v.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+/// What the whole fixture directory runs to, in the order given.
+fn whole_directory() -> Vec<(String, String, String)> {
+    triples(&[
+        ("hello.ktest", "hello.ktest", "pass"),
+        ("skip.ktest", "skip.ktest", "skip"),
+        ("deep.ktest", "deep.ktest", "pass"),
+        ("suite.ktest", "one", "pass"),
+        ("suite.ktest", "two", "pass"),
+        ("suite.ktest", "three", "fail"),
+        ("suite.ktest", "four", "pass"),
+    ])
+}
+
+#[test]
+fn a_directory_runs_in_parallel_vms_as_one_run() {
+    let s = Sandbox::new();
+    let json = s.path().join("r.json");
+    let mark = s.path().join("helper-ran");
+    let out = s
+        .run_cmd()
+        .env("KTEST_E2E_MARK", &mark)
+        .args(["--vms", "2", "--json", json.to_str().unwrap()])
+        .arg(many())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    // suite.ktest:three fails; everything else passes or skips.
+    check(
+        &out,
+        1,
+        &["FAIL    suite.ktest:three", "PASS    hello.ktest"],
+    );
+    // Files in the order found (sorted, sub/ after the files beside it).
+    let mut got = results(&json);
+    let want = whole_directory();
+    assert_eq!(got.len(), want.len(), "{t}");
+    got.sort();
+    let mut sorted = want.clone();
+    sorted.sort();
+    assert_eq!(got, sorted, "{t}");
+    // suite.ktest's subtests are reported in the file's order, though two
+    // VMs ran them (no history: 4 x 10 s guessed, cut for two VMs).
+    let suite: Vec<String> = results(&json)
+        .into_iter()
+        .filter(|r| r.0 == "suite.ktest")
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(suite, ["one", "two", "three", "four"]);
+    let dir = s.run_dir("suite.ktest");
+    assert!(dir.join("console.log").exists() && dir.join("console-2.log").exists());
+    // Two VMs ran at once: ids are the lowest free in the directory, so a
+    // second id means a VM started while another ran.
+    assert!(t.contains("vm 1:") && t.contains("vm 2:"), "{t}");
+    // Without a terminal: one plain line per event, no cursor movement.
+    assert!(!t.contains("\x1b["), "{t}");
+    assert!(
+        !mark.exists(),
+        "a file not named *.ktest, or not executable, was run"
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn shards_together_run_the_whole_selection_once() {
+    let s = Sandbox::new();
+    let mut seen = Vec::new();
+    for k in 1..=2 {
+        let json = s.path().join(format!("shard-{k}.json"));
+        let out = s
+            .run_cmd()
+            .args([
+                "--shard",
+                &format!("{k}/2"),
+                "--json",
+                json.to_str().unwrap(),
+            ])
+            .arg(many())
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(code == Some(0) || code == Some(1), "{}", text(&out));
+        let part = results(&json);
+        assert!(!part.is_empty(), "shard {k} ran nothing: {}", text(&out));
+        seen.extend(part);
+    }
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a subtest ran in both shards: {seen:?}"
+    );
+    let whole: BTreeSet<_> = whole_directory().into_iter().collect();
+    assert_eq!(unique, whole);
+    s.assert_clean();
+}
+
+#[test]
+fn fail_fast_stops_the_other_vms() {
+    let s = Sandbox::new();
+    let started = std::time::Instant::now();
+    let out = s
+        .run_cmd()
+        .args(["--vms", "2", "--fail-fast"])
+        .arg(repo().join("tests/fixtures/hang"))
+        .arg(repo().join("tests/fixtures/fail"))
+        .output()
+        .unwrap();
+    // hang's time limit is 8 s: it must not have been waited for.
+    check(&out, 1, &["FAIL    fail", "not run", "--fail-fast"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let t = text(&out);
+    assert!(!t.contains("TIMEOUT"), "{t}");
+    s.assert_clean();
+}
+
+#[test]
+fn ctrl_c_stops_every_vm_and_leaves_nothing() {
+    let s = Sandbox::new();
+    let child = s
+        .run_cmd()
+        .args(["--vms", "2"])
+        .arg(repo().join("tests/fixtures/hang"))
+        .arg(repo().join("tests/fixtures/success-then-hang"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let bg = Background { child: Some(child) };
+    assert!(
+        wait_for(120, || qemus_in(s.path()).len() == 2),
+        "two VMs never ran at once"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = bg.wait(60);
+    check(&out, 130, &["interrupted"]);
+    s.assert_clean();
+}
+
+#[test]
+fn a_terminal_gets_a_live_status_block() {
+    let s = Sandbox::new();
+    let cmd = format!(
+        "{} run --kernel {} --vms 2 {} {}",
+        env!("CARGO_BIN_EXE_ktest"),
+        bzimage().display(),
+        repo().join("tests/fixtures/many/hello.ktest").display(),
+        repo().join("tests/fixtures/many/sub/deep.ktest").display(),
+    );
+    // script(1) gives ktest a terminal and keeps what it drew.
+    let typescript = s.path().join("typescript");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&typescript)
+        .current_dir(s.path())
+        .env("KTEST_DB", s.db())
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let drawn = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert!(out.status.success(), "{}{drawn}", text(&out));
+    // The block: a line per running VM, the counts, redrawn in place.
+    assert!(drawn.contains("(booting)"), "{drawn}");
+    assert!(drawn.contains("passed, 0 failed, 0 skipped;"), "{drawn}");
+    assert!(drawn.contains("\x1b[J"), "{drawn}");
+    assert!(drawn.contains("PASS"), "{drawn}");
+    // Plain per-event lines are only for logs.
+    assert!(!drawn.contains("VM booting for"), "{drawn}");
+    s.assert_clean();
+}

@@ -535,3 +535,31 @@ fn results_json_keeps_the_run_reports_fields() {
     let back: RunReport = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn durations_are_the_median_of_the_latest_runs_that_ran() {
+    let (_t, s) = scratch();
+    let timed = |name: &str, v: Verdict, ms: u64| {
+        let mut r = result(name, v);
+        r.duration = Duration::from_millis(ms);
+        r
+    };
+    // Oldest first; `a` took 100, 900, 200, 300, 250, 5000 ms: the latest
+    // five are 900..5000, whose median is 300.
+    for (n, ms) in [100, 900, 200, 300, 250, 5000].into_iter().enumerate() {
+        let mut subtests = vec![timed("a", Verdict::Pass, ms)];
+        if n == 5 {
+            subtests.push(timed("b", Verdict::NotRun, 0));
+            subtests.push(timed("c", Verdict::Timeout, 60_000));
+        }
+        record(&s, &run(n as i64, "6.1", "/t/x", subtests), Path::new("/w"), 100).unwrap();
+    }
+    // A case of a subtest is not a subtest.
+    record(&s, &kselftest_run(20, "6.1", Verdict::Pass), Path::new("/w"), 100).unwrap();
+    let d = durations(&s, Path::new("/t/x")).unwrap();
+    assert_eq!(d.get("a"), Some(&Duration::from_millis(300)));
+    assert_eq!(d.get("b"), None, "a subtest that did not run says nothing");
+    assert_eq!(d.get("c"), Some(&Duration::from_secs(60)));
+    assert_eq!(d.len(), 2);
+    assert!(durations(&s, Path::new("/t/none")).unwrap().is_empty());
+}

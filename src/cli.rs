@@ -77,10 +77,11 @@ pub enum Command {
     },
     /// List the VMs this user has running.
     Status,
-    /// List the subtests of test files (TEST or TEST:GLOB), as `run` would
-    /// run them; boots nothing.
+    /// List the subtests of test files (TEST, TEST:GLOB or DIR), as `run`
+    /// would run them; boots nothing.
     List {
-        /// Test files, each optionally with `:GLOB` to select subtests.
+        /// Test files, each optionally with `:GLOB` to select subtests, or
+        /// directories (their executable `*.ktest` files).
         #[arg(required = true)]
         tests: Vec<PathBuf>,
     },

@@ -511,7 +511,10 @@ mod tests {
         assert_eq!(pairs(&p, "-cpu"), vec!["qemu64,+rdrand"]);
         assert!(p.cmdline.contains(" random.trust_cpu=on "));
         assert!(p.cmdline.contains(" i8042.noaux "));
-        assert!(!p.cmdline.contains("i8042.nokbd"), "sysrq needs the keyboard");
+        assert!(
+            !p.cmdline.contains("i8042.nokbd"),
+            "sysrq needs the keyboard"
+        );
         assert!(p.args.contains(&"-no-reboot".to_string()));
         assert_eq!(pairs(&p, "-kernel"), vec!["/k/bzImage"]);
         assert_eq!(pairs(&p, "-append"), vec![p.cmdline.clone()]);

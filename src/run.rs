@@ -473,15 +473,15 @@ fn console_number(log: &Path) -> u32 {
         .unwrap_or(1)
 }
 
-/// Runs `ktest list`: the subtests each test file would run.
+/// Runs `ktest list`: the subtests each test file would run, for test
+/// files, `TEST:GLOB` and directories as `ktest run` takes them.
 pub fn list(tests: &[PathBuf]) -> Result<Code> {
     signals::install();
-    for t in tests {
-        let arg = suite::split_test_arg(t);
+    for arg in crate::discover::tests(tests, &[])? {
         let path = arg
             .path
             .canonicalize()
-            .map_err(|e| crate::error::Error::usage(format!("{}: {e}", arg.path.display())))?;
+            .map_err(|e| Error::usage(format!("{}: {e}", arg.path.display())))?;
         let spec = crate::deps::read(&path)?;
         let names = match spec.subtests {
             true => suite::select(&path, &crate::deps::list(&path)?, &arg.patterns)?,

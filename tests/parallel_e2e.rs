@@ -72,7 +72,7 @@ fn a_directory_runs_in_parallel_vms_as_one_run() {
         1,
         &["FAIL    suite.ktest:three", "PASS    hello.ktest"],
     );
-    // Files in the order found (sorted, sub/ after the files beside it).
+    // Every file of the directory, each subtest once.
     let mut got = results(&json);
     let want = whole_directory();
     assert_eq!(got.len(), want.len(), "{t}");

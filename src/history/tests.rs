@@ -552,10 +552,22 @@ fn durations_are_the_median_of_the_latest_runs_that_ran() {
             subtests.push(timed("b", Verdict::NotRun, 0));
             subtests.push(timed("c", Verdict::Timeout, 60_000));
         }
-        record(&s, &run(n as i64, "6.1", "/t/x", subtests), Path::new("/w"), 100).unwrap();
+        record(
+            &s,
+            &run(n as i64, "6.1", "/t/x", subtests),
+            Path::new("/w"),
+            100,
+        )
+        .unwrap();
     }
     // A case of a subtest is not a subtest.
-    record(&s, &kselftest_run(20, "6.1", Verdict::Pass), Path::new("/w"), 100).unwrap();
+    record(
+        &s,
+        &kselftest_run(20, "6.1", Verdict::Pass),
+        Path::new("/w"),
+        100,
+    )
+    .unwrap();
     let d = durations(&s, Path::new("/t/x")).unwrap();
     assert_eq!(d.get("a"), Some(&Duration::from_millis(300)));
     assert_eq!(d.get("b"), None, "a subtest that did not run says nothing");

@@ -236,6 +236,7 @@ pub fn last_run(state: &State, dir: Option<&Path>) -> Result<Option<StoredRun>> 
                         duration: from_ms(r.get(2)?),
                         kernel: kernel_at(r, 3)?,
                         tests: Vec::new(),
+                        shard: None,
                     },
                 })
             },

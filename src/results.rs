@@ -165,6 +165,24 @@ pub struct RunReport {
     pub kernel: KernelIdentity,
     /// Per test file.
     pub tests: Vec<TestReport>,
+    /// For a run of `--shard K/N`: which part, and the plan it was cut
+    /// from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardPlan>,
+}
+
+/// Which part of a sharded selection a run was. Shards cut from the same
+/// plan (the same selection and durations) are disjoint and together the
+/// whole selection; `ktest results merge` checks that they were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlan {
+    /// K of `--shard K/N`.
+    pub index: u32,
+    /// N.
+    pub count: u32,
+    /// A fingerprint of what the partition was computed from
+    /// (`schedule::plan_key`).
+    pub plan: String,
 }
 
 /// Counts per verdict (top-level subtests only).

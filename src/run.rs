@@ -11,7 +11,7 @@ use crate::outcome::{self, Observed};
 use crate::plan;
 use crate::prepare::{self, Prepared};
 use crate::report::{Event, JobInfo};
-use crate::results::{KernelIdentity, RunReport, TestReport};
+use crate::results::{KernelIdentity, RunReport, ShardPlan, TestReport};
 use crate::runner::{self, pool, SuitePlan};
 use crate::schedule::{self, Load};
 use crate::signals;
@@ -350,8 +350,13 @@ fn run_once(
     }
     tidy_runs(&runs, &run_id);
     let mut loads = loads(db, prepared)?;
-    if let Some(shard) = args.shard {
-        let parts = schedule::shard(&loads, shard);
+    let shard = args.shard.map(|s| ShardPlan {
+        index: s.index,
+        count: s.count,
+        plan: schedule::plan_key(&loads),
+    });
+    if let Some(s) = args.shard {
+        let parts = schedule::shard(&loads, s);
         for (load, mine) in loads.iter_mut().zip(parts) {
             load.subtests.retain(|(n, _)| mine.contains(n));
         }
@@ -419,6 +424,7 @@ fn run_once(
             outcomes.iter().find_map(|o| o.release.clone()),
         ),
         tests: test_reports(prepared, &loads, &planned, &outcomes),
+        shard,
     };
     reporters.emit(Event::RunFinished { report });
     reporters.finish()?;

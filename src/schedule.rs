@@ -162,6 +162,28 @@ pub fn shard(loads: &[Load], shard: Shard) -> Vec<Vec<String>> {
     mine
 }
 
+/// A fingerprint of everything `shard` decides from: each file's place in
+/// the selection, whether it can be cut, its subtests and their estimates.
+/// Shards whose keys differ may overlap or leave subtests out (they saw
+/// different selections or histories); `ktest results merge` refuses them.
+pub fn plan_key(loads: &[Load]) -> String {
+    let mut text = String::new();
+    for (i, l) in loads.iter().enumerate() {
+        for ((name, _), est) in l.subtests.iter().zip(estimates(l)) {
+            text.push_str(&format!(
+                "{i}\t{}\t{name}\t{}\n",
+                l.splittable,
+                est.as_millis()
+            ));
+        }
+    }
+    // FNV-1a: stable across Rust versions and machines, unlike DefaultHasher.
+    let hash = text.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    format!("{hash:016x}")
+}
+
 /// How many VMs run at once by default: one per host CPU, but no more
 /// than the host's available memory holds of the largest VM, and at
 /// least one.
@@ -334,6 +356,22 @@ mod tests {
         let one = [uniform("long", 40, secs(60))];
         let parts = deal(&one, 2);
         assert_eq!((parts[0][0].len(), parts[1][0].len()), (20, 20));
+    }
+
+    #[test]
+    fn the_plan_key_changes_with_what_the_shards_depend_on() {
+        let a = vec![uniform("a", 3, secs(5)), uniform("b", 1, None)];
+        assert_eq!(plan_key(&a), plan_key(&a.clone()));
+        let mut history = a.clone();
+        history[1].subtests[0].1 = secs(7);
+        let mut order = a.clone();
+        order.swap(0, 1);
+        let mut fewer = a.clone();
+        fewer[0].subtests.pop();
+        for other in [history, order, fewer] {
+            assert_ne!(plan_key(&a), plan_key(&other));
+        }
+        assert_eq!(plan_key(&a).len(), 16);
     }
 
     #[test]

@@ -152,6 +152,11 @@ pub fn run_report() -> RunReport {
             image: PathBuf::from("/src/linux/.ktest/build/3f2a9c/bzImage"),
         },
         tests,
+        shard: Some(crate::results::ShardPlan {
+            index: 2,
+            count: 4,
+            plan: "0123456789abcdef".into(),
+        }),
     }
 }
 

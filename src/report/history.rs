@@ -62,6 +62,7 @@ mod tests {
                 subtests: vec![SubtestResult::new("t.sh", Verdict::Pass)],
                 console_logs: Vec::new(),
             }],
+            shard: None,
         };
         h.event(&Event::RunFinished {
             report: report.clone(),

@@ -102,37 +102,64 @@ fn a_directory_runs_in_parallel_vms_as_one_run() {
     s.assert_clean();
 }
 
+/// Runs shard K/2 of the fixture directory with the state database `db`;
+/// returns its results and its plan fingerprint.
+fn shard(s: &Sandbox, k: u32, db: &Path) -> (Vec<(String, String, String)>, String) {
+    let json = s.path().join(format!("shard-{k}.json"));
+    let out = s
+        .run_cmd()
+        .env("KTEST_DB", db)
+        .args(["--shard", &format!("{k}/2"), "--json", json.to_str().unwrap()])
+        .arg(many())
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    assert!(code == Some(0) || code == Some(1), "{}", text(&out));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["shard"]["index"], k);
+    assert_eq!(v["shard"]["count"], 2);
+    (results(&json), v["shard"]["plan"].as_str().unwrap().to_string())
+}
+
+/// Both shards' parts are disjoint, non-empty and together the whole
+/// directory, and were cut from one plan.
+fn check_shards(s: &Sandbox, dbs: [&Path; 2]) {
+    let (one, plan1) = shard(s, 1, dbs[0]);
+    let (two, plan2) = shard(s, 2, dbs[1]);
+    assert!(!one.is_empty() && !two.is_empty(), "{one:?} {two:?}");
+    assert_eq!(plan1, plan2);
+    let mut seen: Vec<_> = one.into_iter().chain(two).collect();
+    let n = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), n, "a subtest ran in both shards: {seen:?}");
+    let whole: BTreeSet<_> = whole_directory().into_iter().collect();
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), whole);
+}
+
 #[test]
 fn shards_together_run_the_whole_selection_once() {
+    // As on CI machines: each shard has a database of its own. First with
+    // no history at all...
     let s = Sandbox::new();
-    let mut seen = Vec::new();
-    for k in 1..=2 {
-        let json = s.path().join(format!("shard-{k}.json"));
-        let out = s
-            .run_cmd()
-            .args([
-                "--shard",
-                &format!("{k}/2"),
-                "--json",
-                json.to_str().unwrap(),
-            ])
-            .arg(many())
-            .output()
-            .unwrap();
-        let code = out.status.code();
-        assert!(code == Some(0) || code == Some(1), "{}", text(&out));
-        let part = results(&json);
-        assert!(!part.is_empty(), "shard {k} ran nothing: {}", text(&out));
-        seen.extend(part);
+    let db = |name: &str| s.path().join(name).join("state.db");
+    check_shards(&s, [&db("fresh-1"), &db("fresh-2")]);
+    // ...then with the same history in both (a copy of one database that
+    // has run the directory): the parts are balanced by it, and still
+    // exact.
+    let out = s
+        .run_cmd()
+        .env("KTEST_DB", db("history"))
+        .arg(many())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    for copy in ["copy-1", "copy-2"] {
+        std::fs::create_dir_all(s.path().join(copy)).unwrap();
+        std::fs::copy(db("history"), db(copy)).unwrap();
     }
-    let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(
-        unique.len(),
-        seen.len(),
-        "a subtest ran in both shards: {seen:?}"
-    );
-    let whole: BTreeSet<_> = whole_directory().into_iter().collect();
-    assert_eq!(unique, whole);
+    check_shards(&s, [&db("copy-1"), &db("copy-2")]);
     s.assert_clean();
 }
 

@@ -109,7 +109,12 @@ fn shard(s: &Sandbox, k: u32, db: &Path) -> (Vec<(String, String, String)>, Stri
     let out = s
         .run_cmd()
         .env("KTEST_DB", db)
-        .args(["--shard", &format!("{k}/2"), "--json", json.to_str().unwrap()])
+        .args([
+            "--shard",
+            &format!("{k}/2"),
+            "--json",
+            json.to_str().unwrap(),
+        ])
         .arg(many())
         .output()
         .unwrap();
@@ -119,7 +124,10 @@ fn shard(s: &Sandbox, k: u32, db: &Path) -> (Vec<(String, String, String)>, Stri
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["shard"]["index"], k);
     assert_eq!(v["shard"]["count"], 2);
-    (results(&json), v["shard"]["plan"].as_str().unwrap().to_string())
+    (
+        results(&json),
+        v["shard"]["plan"].as_str().unwrap().to_string(),
+    )
 }
 
 /// Both shards' parts are disjoint, non-empty and together the whole

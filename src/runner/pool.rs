@@ -136,6 +136,172 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::Subtests;
+    use crate::outcome::Observed;
+    use crate::results::Verdict;
+    use crate::supervise::VmEvent;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::{Arc, Barrier};
+
+    /// A VM whose subtests pass, or fail when named `bad`; it waits at
+    /// `barrier` first, so a test can see that two ran at once.
+    struct Fake {
+        barrier: Option<Arc<Barrier>>,
+    }
+
+    impl Boot for Fake {
+        fn boot(
+            &mut self,
+            subtests: &Subtests,
+            _log: &Path,
+            _stop: &Arc<AtomicBool>,
+            sink: &mut dyn FnMut(VmEvent),
+        ) -> Result<Observed> {
+            if let Some(b) = &self.barrier {
+                b.wait();
+            }
+            sink(VmEvent::Allocated { id: "7".into() });
+            for name in subtests.names() {
+                let status = if name == "bad" { 1 } else { 0 };
+                for m in [format!("begin {name} 0"), format!("end {name} {status} 0")] {
+                    sink(VmEvent::Result(crate::console::parse_result(&m).unwrap()));
+                }
+                sink(VmEvent::OutputMark(crate::supervise::Mark::Begin(
+                    name.clone(),
+                )));
+                sink(VmEvent::OutputMark(crate::supervise::Mark::End(
+                    name.clone(),
+                )));
+                for edge in ["begin", "end"] {
+                    sink(VmEvent::Console {
+                        line: format!("ktest-guest: subtest-{edge} {name}"),
+                        shown: false,
+                    });
+                }
+            }
+            Ok(Observed {
+                started: true,
+                done: true,
+                ..Observed::default()
+            })
+        }
+    }
+
+    struct Collect(Vec<Event>);
+    impl crate::report::Reporter for Arc<std::sync::Mutex<Collect>> {
+        fn event(&mut self, e: &Event) -> Result<()> {
+            self.lock().unwrap().0.push(e.clone());
+            Ok(())
+        }
+    }
+
+    fn job(
+        dir: &Path,
+        i: usize,
+        names: &[&str],
+        stop: &Arc<AtomicBool>,
+        fake: Fake,
+    ) -> Job<'static> {
+        Job {
+            plan: SuitePlan {
+                test: PathBuf::from(format!("/t/{i}")),
+                subtests: Subtests::Named(names.iter().map(|s| s.to_string()).collect()),
+                allow: crate::kernel_log::Allow::default(),
+                fail_fast: true,
+                dir: dir.to_path_buf(),
+                job: i,
+                stop: stop.clone(),
+                consoles: Arc::new(AtomicU32::new(0)),
+            },
+            mem: 1 << 30,
+            boot: Box::new(fake),
+        }
+    }
+
+    #[test]
+    fn jobs_run_at_once_and_every_event_names_its_job() {
+        let t = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = (0..3).map(|i| t.path().join(i.to_string())).collect();
+        for d in &dirs {
+            std::fs::create_dir(d).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        // Jobs 0 and 1 meet at a barrier: they pass only if both run at once.
+        let both = Arc::new(Barrier::new(2));
+        let jobs = vec![
+            job(
+                &dirs[0],
+                0,
+                &["a", "b"],
+                &stop,
+                Fake {
+                    barrier: Some(both.clone()),
+                },
+            ),
+            job(
+                &dirs[1],
+                1,
+                &["c"],
+                &stop,
+                Fake {
+                    barrier: Some(both),
+                },
+            ),
+            job(&dirs[2], 2, &["d"], &stop, Fake { barrier: None }),
+        ];
+        let seen = Arc::new(std::sync::Mutex::new(Collect(Vec::new())));
+        let mut reporters = Reporters::default();
+        reporters.add(Box::new(seen.clone()));
+        let limits = Limits { vms: 2, mem: None };
+        let out = run(jobs, limits, &stop, &mut reporters, |_| {}).unwrap();
+        let names: Vec<Vec<String>> = out
+            .iter()
+            .map(|o| o.report.subtests.iter().map(|r| r.name.clone()).collect())
+            .collect();
+        assert_eq!(names, [vec!["a", "b"], vec!["c"], vec!["d"]]);
+        assert!(out
+            .iter()
+            .all(|o| o.report.subtests.iter().all(|r| r.verdict == Verdict::Pass)));
+        let events = &seen.lock().unwrap().0;
+        let finished: Vec<(usize, String)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SubtestFinished { job, result } => Some((*job, result.name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (job, name) in [(0, "a"), (0, "b"), (1, "c"), (2, "d")] {
+            assert!(finished.contains(&(job, name.to_string())), "{finished:?}");
+        }
+        let ups = events
+            .iter()
+            .filter(|e| matches!(e, Event::VmUp { id, .. } if id == "7"))
+            .count();
+        assert_eq!(ups, 3);
+        let done = events
+            .iter()
+            .filter(|e| matches!(e, Event::JobFinished { .. }))
+            .count();
+        assert_eq!(done, 3);
+    }
+
+    #[test]
+    fn fail_fast_in_one_job_leaves_the_jobs_not_started_unrun() {
+        let t = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let jobs = vec![
+            job(t.path(), 0, &["bad"], &stop, Fake { barrier: None }),
+            job(t.path(), 1, &["never"], &stop, Fake { barrier: None }),
+        ];
+        let limits = Limits { vms: 1, mem: None };
+        let out = run(jobs, limits, &stop, &mut Reporters::default(), |_| {}).unwrap();
+        assert_eq!(out[0].report.subtests[0].verdict, Verdict::Fail);
+        let never = &out[1].report.subtests[0];
+        assert_eq!(never.verdict, Verdict::NotRun);
+        assert!(never.reason.as_deref().unwrap().contains("--fail-fast"));
+        assert!(out[1].report.console_logs.is_empty(), "no VM was booted");
+    }
 
     #[test]
     fn a_job_starts_when_a_vm_is_free_and_its_memory_fits() {

@@ -48,30 +48,40 @@ pub enum Command {
     Boot(BootArgs),
     /// Log in to this directory's VM over ssh (ktest ssh -- COMMAND...).
     Ssh {
+        #[command(flatten)]
+        vm: VmChoice,
         /// A command to run instead of a login shell.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
     /// gdb on vmlinux, attached to qemu's gdb stub of this directory's VM.
     Gdb {
+        #[command(flatten)]
+        vm: VmChoice,
         /// Arguments passed to gdb.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// gdb attached to the guest's kgdb (breaks in with sysrq-g).
     Kgdb {
+        #[command(flatten)]
+        vm: VmChoice,
         /// Arguments passed to gdb.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// The qemu monitor of this directory's VM.
     Mon {
+        #[command(flatten)]
+        vm: VmChoice,
         /// Run one monitor command, print its answer, and exit.
         #[arg(short, long, value_name = "COMMAND")]
         command: Option<String>,
     },
     /// Send alt-sysrq-KEY to this directory's VM.
     Sysrq {
+        #[command(flatten)]
+        vm: VmChoice,
         /// The sysrq key (h for help, t for task stacks, ...).
         key: String,
     },
@@ -85,11 +95,24 @@ pub enum Command {
         #[arg(required = true)]
         tests: Vec<PathBuf>,
     },
-    /// Power off this directory's VM and clean up.
-    Stop,
+    /// Power off this directory's VM and clean up (the whole run of the
+    /// ktest that owns it).
+    Stop {
+        #[command(flatten)]
+        vm: VmChoice,
+    },
     /// Show the last run's results, or a test's past results (--history),
     /// from the results history; boots nothing.
     Results(ResultsArgs),
+}
+
+/// Which VM an attach command works on.
+#[derive(Debug, Args, Default, Clone)]
+pub struct VmChoice {
+    /// The VM's id (`ktest status`), when several run from this
+    /// directory.
+    #[arg(long, env = "KTEST_VM", value_name = "ID")]
+    pub vm: Option<String>,
 }
 
 /// Where the kernel comes from and how it is built (`run`, `build`,

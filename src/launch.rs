@@ -245,12 +245,12 @@ pub fn launch(
     let cwd = start_dir()?;
     let ktest_dir = ktest_dir()?;
     // Held until every attempt's VM directory is gone again: no other
-    // ktest, whatever database it uses, can touch `.ktest/vm` meanwhile.
-    let _lock = vmlock::acquire(&ktest_dir)?;
+    // ktest, whatever database it uses, can touch that directory meanwhile.
+    let claim = vmlock::claim(&ktest_dir)?;
     let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir, l.verbose)?;
     let mut attempt = 1;
     loop {
-        let observed = boot_once(State::open(db)?, &cwd, p, l, accel, sink)?;
+        let observed = boot_once(State::open(db)?, &cwd, &claim, p, l, accel, sink)?;
         // Allocation skips ports that are in use, but a ktest using another
         // database (another user) can take the port before qemu binds it.
         // Then qemu fails at once, and a new slot is the cure.
@@ -276,25 +276,26 @@ const PORT_ATTEMPTS: u32 = 3;
 fn boot_once(
     mut state: State,
     cwd: &Path,
+    claim: &vmlock::Claim,
     p: &Prepared,
     l: &Launch,
     accel: plan::Accel,
     sink: &mut dyn FnMut(VmEvent),
 ) -> Result<Observed> {
     let log = l.log.as_path();
-    let vm_dir = cwd.join(".ktest/vm");
+    let vm_dir = claim.vm_dir.clone();
     let test_name = p
         .test
         .as_ref()
         .map(|t| t.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let row = state.allocate(cwd, &vm_dir, &test_name)?;
+    let row = state.allocate(cwd, &vm_dir, &test_name, &claim.id)?;
     let guard = VmGuard { state, row };
     sink(VmEvent::Allocated {
-        id: guard.row.slot.to_string(),
+        id: claim.id.clone(),
     });
     // A directory left by a ktest that died belongs to no live VM (this
-    // ktest holds the directory's lock): replace it.
+    // ktest holds its lock): replace it.
     state::remove_path(&vm_dir);
     create_private_dir(&vm_dir)?;
     populate(p, l, &vm_dir, log)?;

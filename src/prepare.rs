@@ -285,7 +285,9 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
     host_fit::check(
         (mem, &mem_from),
         (&spec.scratch, &scratch_from(Some(&test))),
-        &crate::launch::start_dir()?.join(".ktest/vm"),
+        &crate::launch::start_dir()?
+            .join(".ktest")
+            .join(crate::vmlock::VMS_DIR),
     )?;
     let kernel = kernel_for(args, &spec.kconfig, built)?;
     let config = read_config(&kernel)?;

@@ -169,7 +169,11 @@ impl runner::Boot for Vms<'_> {
 
 /// Prints the qemu and kernel command lines of a run; boots nothing.
 fn dry_run(db: &Path, all: &[Prepared], choice: accel::Choice, verbose: bool) -> Result<Code> {
-    let vm_dir = launch::start_dir()?.join(".ktest/vm");
+    // The first free id is shown; the real one is claimed at run time.
+    let vm_dir = launch::start_dir()?
+        .join(".ktest")
+        .join(crate::vmlock::VMS_DIR)
+        .join("1");
     let state = State::open(db)?;
     for prepared in all {
         let accel = accel::choose(

@@ -41,7 +41,7 @@ pub struct VmRow {
     pub pid_ns: String,
     /// The directory the VM was started from.
     pub dir: PathBuf,
-    /// Its per-VM directory (`DIR/.ktest/vm`).
+    /// Its per-VM directory (`DIR/.ktest/vms/ID`).
     pub vm_dir: PathBuf,
     /// The test it runs, if any.
     pub test: String,
@@ -51,6 +51,9 @@ pub struct VmRow {
     pub started_at: i64,
     /// The host port forwarded to the guest's sshd.
     pub ssh_port: u32,
+    /// Its id among the VMs from `dir` (`vmlock::claim`); empty in rows of
+    /// older ktests.
+    pub vm_id: String,
 }
 
 /// The guest MAC address of a slot.
@@ -296,7 +299,10 @@ fn secure(path: &Path) -> Result<()> {
 /// `user_version` N to N + 1. The rule: `SCHEMA` (version 0) never changes
 /// again; a change is a new entry at the end, never an edit of one that
 /// shipped, and only adds (tables, indexes, columns with defaults), so an
-/// older ktest still works on a newer database.
+/// older ktest still works on a newer database. One exception, entry 2:
+/// SQLite cannot drop a constraint, so lifting `vms.dir`'s UNIQUE (many
+/// VMs from one directory) rebuilds the table, keeping every column and
+/// row; older ktests read and write the rebuilt table as before.
 const MIGRATIONS: &[&str] = &[
     // 1: the results history (src/history.rs).
     "
@@ -337,6 +343,32 @@ CREATE TABLE results (
 );
 CREATE INDEX results_by_test ON results (test, subtest);
 CREATE INDEX results_by_name ON results (test_name, subtest);
+",
+    // 2: VM ids; many VMs from one directory (src/vmlock.rs).
+    "
+CREATE TABLE vms_new (
+    id          INTEGER PRIMARY KEY,
+    slot        INTEGER NOT NULL UNIQUE,
+    owner_pid   INTEGER NOT NULL,
+    owner_start INTEGER NOT NULL,
+    boot_id     TEXT NOT NULL,
+    dir         TEXT NOT NULL,
+    vm_dir      TEXT NOT NULL,
+    test        TEXT NOT NULL,
+    qemu_pid    INTEGER NOT NULL DEFAULT 0,
+    qemu_start  INTEGER NOT NULL DEFAULT 0,
+    started_at  INTEGER NOT NULL,
+    ssh_port    INTEGER NOT NULL,
+    pid_ns      TEXT NOT NULL DEFAULT '',
+    vm_id       TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO vms_new (id, slot, owner_pid, owner_start, boot_id, dir, vm_dir, test,
+                     qemu_pid, qemu_start, started_at, ssh_port, pid_ns)
+    SELECT id, slot, owner_pid, owner_start, boot_id, dir, vm_dir, test,
+           qemu_pid, qemu_start, started_at, ssh_port, pid_ns FROM vms;
+DROP TABLE vms;
+ALTER TABLE vms_new RENAME TO vms;
+CREATE INDEX vms_by_dir ON vms (dir);
 ",
 ];
 
@@ -501,14 +533,11 @@ impl State {
     /// anyone who could, so its paths and pids are claims, not facts.
     fn clean(leftovers: Vec<Leftover>) {
         for l in leftovers {
-            let Some(ktest_dir) = l.vm_dir.parent().filter(|_| is_vm_dir_path(&l.vm_dir)) else {
-                continue;
-            };
-            if !is_dead_vms_dir(&l.vm_dir, l.owner_pid) {
+            if !is_vm_dir_path(&l.vm_dir) || !is_dead_vms_dir(&l.vm_dir, l.owner_pid) {
                 continue;
             }
-            // A live ktest holding the directory's lock owns `vm/` now.
-            let Ok(Some(_lock)) = vmlock::try_lock(ktest_dir) else {
+            // A live ktest holding the directory's lock owns it now.
+            let Ok(Some(_lock)) = vmlock::try_lock(&l.vm_dir) else {
                 continue;
             };
             // Checked again under the lock: a ktest may have replaced it.
@@ -548,10 +577,16 @@ impl State {
         self
     }
 
-    /// Reaps dead VMs, then records a new VM for `dir` owned by this process
-    /// with the lowest free slot, atomically. Fails if a live VM was
-    /// started from the same directory.
-    pub fn allocate(&mut self, dir: &Path, vm_dir: &Path, test: &str) -> Result<VmRow> {
+    /// Reaps dead VMs, then records a new VM for `dir`, with the id
+    /// `vm_id` this process claimed (`vmlock::claim`), owned by this
+    /// process, with the lowest free slot, atomically.
+    pub fn allocate(
+        &mut self,
+        dir: &Path,
+        vm_dir: &Path,
+        test: &str,
+        vm_id: &str,
+    ) -> Result<VmRow> {
         let me = std::process::id();
         let my_start = procinfo::start_time(me).unwrap_or(0);
         let now = unix_now();
@@ -561,17 +596,6 @@ impl State {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         let leftovers = Self::reap_rows(&tx).map_err(sql)?;
-        let running: Option<u32> = tx
-            .query_row("SELECT owner_pid FROM vms WHERE dir = ?1", [&dir_s], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql)?;
-        if let Some(pid) = running {
-            drop(tx);
-            Self::clean(leftovers);
-            return Err(vmlock::busy_error(Some(pid)));
-        }
         let used: Vec<u32> = tx
             .prepare("SELECT slot FROM vms ORDER BY slot")
             .and_then(|mut s| {
@@ -588,8 +612,8 @@ impl State {
             )));
         };
         tx.execute(
-            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port, pid_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port, pid_ns, vm_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 slot,
                 me,
@@ -600,7 +624,8 @@ impl State {
                 test,
                 now,
                 base + slot,
-                procinfo::pid_namespace()
+                procinfo::pid_namespace(),
+                vm_id
             ],
         )
         .map_err(sql)?;
@@ -618,6 +643,7 @@ impl State {
             qemu_pid: 0,
             started_at: now,
             ssh_port: base + slot,
+            vm_id: vm_id.to_string(),
         })
     }
 
@@ -647,8 +673,8 @@ impl State {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, slot, owner_pid, dir, vm_dir, test, qemu_pid, started_at, ssh_port, pid_ns
-                 FROM vms ORDER BY slot",
+                "SELECT id, slot, owner_pid, dir, vm_dir, test, qemu_pid, started_at, ssh_port, pid_ns, vm_id
+                 FROM vms ORDER BY dir, length(vm_id), vm_id, slot",
             )
             .map_err(sql)?;
         let rows = stmt
@@ -664,17 +690,13 @@ impl State {
                     started_at: r.get(7)?,
                     ssh_port: r.get(8)?,
                     pid_ns: r.get(9)?,
+                    vm_id: r.get(10)?,
                 })
             })
             .map_err(sql)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sql)?;
         Ok(rows)
-    }
-
-    /// The live VM started from `dir`, if any.
-    pub fn find_by_dir(&mut self, dir: &Path) -> Result<Option<VmRow>> {
-        Ok(self.list()?.into_iter().find(|v| v.dir == dir))
     }
 
     /// A cached probe result.
@@ -730,17 +752,31 @@ fn port_free(port: u32) -> bool {
 }
 
 /// True if `p` has the shape of a per-VM directory: absolute, ending in
-/// `.ktest/vm`, with no `..` to lead elsewhere.
+/// `.ktest/vms/ID` (an id is digits), or `.ktest/vm` as older ktests made
+/// it, with no `..` to lead elsewhere.
 fn is_vm_dir_path(p: &Path) -> bool {
     let parts: Vec<Component> = p.components().collect();
+    let tail: Vec<Option<&str>> = parts
+        .iter()
+        .rev()
+        .take(3)
+        .map(|c| match c {
+            Component::Normal(n) => n.to_str(),
+            _ => None,
+        })
+        .collect();
+    let shaped = match tail.as_slice() {
+        [Some("vm"), Some(".ktest"), ..] => true,
+        [Some(id), Some(vmlock::VMS_DIR), Some(".ktest")] => {
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    };
     p.is_absolute()
+        && shaped
         && !parts
             .iter()
             .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        && parts.ends_with(&[
-            Component::Normal(".ktest".as_ref()),
-            Component::Normal("vm".as_ref()),
-        ])
 }
 
 /// True if `dir` is a real directory (not a symlink) of this user holding
@@ -868,22 +904,32 @@ CREATE TABLE IF NOT EXISTS probes (
 );
 ";
 
+    /// A live VM's row (this process owns it, so the reaper keeps it) as
+    /// ktests before VM ids wrote it: no `vm_id`, a `.ktest/vm` directory.
+    fn insert_as_older_ktest(c: &Connection, slot: u32, dir: &str) {
+        c.execute(
+            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port, pid_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 't', 7, ?7, ?8)",
+            params![
+                slot,
+                std::process::id(),
+                procinfo::start_time(std::process::id()).unwrap(),
+                procinfo::boot_id(),
+                dir,
+                format!("{dir}/.ktest/vm"),
+                SSH_PORT_BASE + slot,
+                procinfo::pid_namespace()
+            ],
+        )
+        .unwrap();
+    }
+
     /// A database as the ktest before schema versions left it: one live
     /// VM (this process owns it, so the reaper keeps it) and one probe.
     fn unversioned_database(path: &Path) {
         let c = Connection::open(path).unwrap();
         c.execute_batch(SCHEMA_BEFORE_VERSIONS).unwrap();
-        c.execute(
-            "INSERT INTO vms (slot, owner_pid, owner_start, boot_id, dir, vm_dir, test, started_at, ssh_port, pid_ns)
-             VALUES (5, ?1, ?2, ?3, '/old', '/old/.ktest/vm', 't', 7, 22205, ?4)",
-            params![
-                std::process::id(),
-                procinfo::start_time(std::process::id()).unwrap(),
-                procinfo::boot_id(),
-                procinfo::pid_namespace()
-            ],
-        )
-        .unwrap();
+        insert_as_older_ktest(&c, 5, "/old");
         c.execute("INSERT INTO probes VALUES ('kvm', 'no')", [])
             .unwrap();
         drop(c);
@@ -914,11 +960,23 @@ CREATE TABLE IF NOT EXISTS probes (
                 .unwrap();
             assert_eq!(n, 0, "{table}");
         }
+        // The old row has no VM id; a second VM from its directory may
+        // run beside it (migration 2 lifted dir's UNIQUE).
+        assert_eq!(rows[0].vm_id, "");
+        let mut s = s.with_port_base(30700);
+        let two = s
+            .allocate(Path::new("/old"), Path::new("/old/.ktest/vms/1"), "u", "1")
+            .unwrap();
+        assert_eq!(two.vm_id, "1");
+        // An older ktest still writes rows as it did (no vm_id).
+        insert_as_older_ktest(&s.conn, 9, "/older");
+        assert_eq!(s.list().unwrap().len(), 3);
+        s.release(two.id).unwrap();
         // Opening again changes nothing.
         drop(s);
         let mut s = State::open(&path).unwrap();
         assert_eq!(user_version(&s), SCHEMA_VERSION);
-        assert_eq!(s.list().unwrap().len(), 1);
+        assert_eq!(s.list().unwrap().len(), 2);
     }
 
     #[test]
@@ -967,7 +1025,7 @@ CREATE TABLE IF NOT EXISTS probes (
         let (_t, mut s) = scratch_state(30900);
         let _held = std::net::TcpListener::bind(("127.0.0.1", 30900)).unwrap();
         let v = s
-            .allocate(Path::new("/p"), Path::new("/p/.ktest/vm"), "t")
+            .allocate(Path::new("/p"), Path::new("/p/.ktest/vms/1"), "t", "1")
             .unwrap();
         assert_eq!(v.slot, 1);
         assert_eq!(v.ssh_port, 30901);
@@ -985,19 +1043,21 @@ CREATE TABLE IF NOT EXISTS probes (
         let db = t.path().join("sub/state.db");
         let mut s = State::open(&db).unwrap().with_port_base(30000);
         let a = s
-            .allocate(Path::new("/a"), Path::new("/a/.ktest/vm"), "t")
+            .allocate(Path::new("/a"), Path::new("/a/.ktest/vms/1"), "t", "1")
             .unwrap();
         let b = s
-            .allocate(Path::new("/b"), Path::new("/b/.ktest/vm"), "t")
+            .allocate(Path::new("/b"), Path::new("/b/.ktest/vms/1"), "t", "1")
             .unwrap();
         assert_eq!((a.slot, b.slot), (0, 1));
-        let e = s
-            .allocate(Path::new("/a"), Path::new("/a/.ktest/vm"), "t")
-            .unwrap_err();
-        assert!(e.message.contains("a VM from this directory is running"));
+        // Many VMs from one directory, each with its own id.
+        let a2 = s
+            .allocate(Path::new("/a"), Path::new("/a/.ktest/vms/2"), "t", "2")
+            .unwrap();
+        assert_eq!((a2.slot, a2.vm_id.as_str()), (2, "2"));
+        s.release(a2.id).unwrap();
         s.release(a.id).unwrap();
         let c = s
-            .allocate(Path::new("/c"), Path::new("/c/.ktest/vm"), "t")
+            .allocate(Path::new("/c"), Path::new("/c/.ktest/vms/1"), "t", "1")
             .unwrap();
         assert_eq!(c.slot, 0);
         assert_eq!(s.list().unwrap().len(), 2);
@@ -1027,9 +1087,15 @@ CREATE TABLE IF NOT EXISTS probes (
         s.conn.last_insert_rowid()
     }
 
-    /// A directory shaped like a VM's, with ktest's pid marker `pid`.
+    /// A directory shaped like a VM's (as older ktests made it), with
+    /// ktest's pid marker `pid`.
     fn vm_dir_with_marker(base: &Path, pid: &str) -> PathBuf {
-        let vm = base.join(".ktest/vm");
+        vm_dir_at(&base.join(".ktest/vm"), pid)
+    }
+
+    /// `vm`, made a VM's directory with ktest's pid marker `pid`.
+    fn vm_dir_at(vm: &Path, pid: &str) -> PathBuf {
+        let vm = vm.to_path_buf();
         std::fs::create_dir_all(&vm).unwrap();
         std::fs::write(vm.join(names::PID), format!("{pid}\n")).unwrap();
         std::fs::write(vm.join("scratch-0.img"), "x").unwrap();
@@ -1045,8 +1111,38 @@ CREATE TABLE IF NOT EXISTS probes (
         assert!(!vm.exists());
         assert!(t.path().join("x/.ktest").exists());
         assert!(s.list().unwrap().is_empty());
-        let w = s.allocate(Path::new("/x"), &vm, "t").unwrap();
+        let w = s.allocate(Path::new("/x"), &vm, "t", "1").unwrap();
         assert_eq!(w.slot, 0);
+    }
+
+    #[test]
+    fn per_vm_directories_of_both_layouts_are_reaped_and_nothing_like_them() {
+        let (t, mut s) = scratch_state(30350);
+        let new = vm_dir_at(&t.path().join("n/.ktest/vms/3"), "999999999");
+        dead_row(&s, 0, &new);
+        let old = vm_dir_with_marker(&t.path().join("o"), "999999999");
+        dead_row(&s, 1, &old);
+        // Shapes that are not a VM's directory, with the right marker.
+        let not_id = vm_dir_at(&t.path().join("x/.ktest/vms/abc"), "999999999");
+        dead_row(&s, 2, &not_id);
+        let not_ktest = vm_dir_at(&t.path().join("y/vms/4"), "999999999");
+        dead_row(&s, 3, &not_ktest);
+        assert_eq!(s.reap().unwrap(), 4);
+        assert!(!new.exists() && !old.exists());
+        assert!(not_id.exists() && not_ktest.exists());
+        for ok in ["/d/.ktest/vm", "/d/.ktest/vms/1", "/d/.ktest/vms/12"] {
+            assert!(is_vm_dir_path(Path::new(ok)), "{ok}");
+        }
+        for bad in [
+            "/d/.ktest/vms",
+            "/d/.ktest/vms/",
+            "d/.ktest/vms/1",
+            "/d/.ktest/vms/1/..",
+            "/d/.ktest/vms/-1",
+            "/d/x/vms/1",
+        ] {
+            assert!(!is_vm_dir_path(Path::new(bad)), "{bad}");
+        }
     }
 
     #[test]
@@ -1071,7 +1167,7 @@ CREATE TABLE IF NOT EXISTS probes (
         dead_row(&s, 3, &dotdot);
         // The right marker, but a live ktest holds the directory's lock.
         let locked = vm_dir_with_marker(&t.path().join("locked"), "999999999");
-        let _held = vmlock::acquire(&t.path().join("locked/.ktest")).unwrap();
+        let _held = vmlock::try_lock(&locked).unwrap().unwrap();
         dead_row(&s, 4, &locked);
         assert_eq!(s.reap().unwrap(), 5);
         assert!(victim.join("precious").exists());
@@ -1208,7 +1304,9 @@ CREATE TABLE IF NOT EXISTS probes (
                 std::thread::spawn(move || {
                     let mut s = State::open(&db).unwrap().with_port_base(30600);
                     let dir = PathBuf::from(format!("/d{i}"));
-                    s.allocate(&dir, &dir.join(".ktest/vm"), "t").unwrap().slot
+                    s.allocate(&dir, &dir.join(".ktest/vms/1"), "t", "1")
+                        .unwrap()
+                        .slot
                 })
             })
             .collect();

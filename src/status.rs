@@ -17,7 +17,8 @@ pub fn status(db: &Path) -> Result<Code> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     crate::outln!(
-        "{:<6} {:<8} {:<8} {:<8} {:<30} DIRECTORY",
+        "{:<4} {:<6} {:<8} {:<8} {:<8} {:<30} DIRECTORY",
+        "ID",
         "SLOT",
         "PID",
         "SSH",
@@ -26,7 +27,8 @@ pub fn status(db: &Path) -> Result<Code> {
     );
     for v in vms {
         crate::outln!(
-            "{:<6} {:<8} {:<8} {:<8} {:<30} {}",
+            "{:<4} {:<6} {:<8} {:<8} {:<8} {:<30} {}",
+            if v.vm_id.is_empty() { "-" } else { &v.vm_id },
             v.slot,
             v.owner_pid,
             v.ssh_port,

@@ -133,7 +133,7 @@ fn a_root_that_is_not_an_image_is_refused() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("not a root image"), "{t}");
-    assert!(!s.vm_dir().exists());
+    assert_eq!(s.vm_dirs_left(), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]

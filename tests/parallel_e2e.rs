@@ -58,8 +58,10 @@ fn a_directory_runs_in_parallel_vms_as_one_run() {
     let s = Sandbox::new();
     let json = s.path().join("r.json");
     let mark = s.path().join("helper-ran");
+    // A database of its own: with history, suite.ktest's split would differ.
     let out = s
         .run_cmd()
+        .env("KTEST_DB", s.path().join("db/state.db"))
         .env("KTEST_E2E_MARK", &mark)
         .args(["--vms", "2", "--json", json.to_str().unwrap()])
         .arg(many())

@@ -189,7 +189,7 @@ fn concurrent_runs_get_distinct_slots() {
         assert!(out.status.success(), "{}", text(&out));
     }
     for d in &dirs {
-        assert!(!d.join(".ktest/vm").exists());
+        assert_eq!(vm_dirs_left(d), Vec::<std::path::PathBuf>::new());
     }
     s.assert_clean();
 }
@@ -258,7 +258,7 @@ fn dry_run_prints_both_command_lines_and_boots_nothing() {
     assert!(t.contains("console=ttyS0"), "{t}");
     assert!(t.contains("qemu-system-x86_64 -nodefaults"), "{t}");
     assert!(t.contains("scratch-1.img"), "{t}");
-    assert!(!s.vm_dir().exists());
+    assert_eq!(s.vm_dirs_left(), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn kconfig_is_checked_against_the_kernel_config() {
         t.contains("CONFIG_NO_SUCH_OPTION") && !t.contains("CONFIG_VIRTIO_BLK,"),
         "{t}"
     );
-    assert!(!s.vm_dir().exists());
+    assert_eq!(s.vm_dirs_left(), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn run_with_db(s: &Sandbox, db: &Path, test: &Path) -> Background {
 }
 
 #[test]
-fn one_vm_per_directory_whatever_the_database() {
+fn two_vms_from_one_directory_get_their_own_ids_whatever_the_database() {
     let s = Sandbox::new();
     let t = sleeper(&s);
     let dbs = tempfile::tempdir().unwrap();
@@ -151,13 +151,16 @@ fn one_vm_per_directory_whatever_the_database() {
         let first_pid = first.child.as_ref().unwrap().id();
         assert!(wait_for(60, || s.vm_dir().join("pid").exists()));
         // qemu must not inherit the lock: if it outlived ktest it would
-        // keep the directory locked.
+        // keep the id taken.
         assert!(wait_for(60, || !qemus_in(s.path()).is_empty()));
         for q in qemus_in(s.path()) {
             let fds = std::fs::read_dir(format!("/proc/{q}/fd")).unwrap();
             for fd in fds.flatten() {
                 let target = std::fs::read_link(fd.path()).unwrap_or_default();
-                assert!(!target.ends_with(".ktest/vm.lock"), "qemu holds {target:?}");
+                assert!(
+                    !target.to_string_lossy().ends_with(".lock"),
+                    "qemu holds {target:?}"
+                );
             }
         }
         if delete_db {
@@ -166,25 +169,25 @@ fn one_vm_per_directory_whatever_the_database() {
             }
         }
 
-        // The sandbox's database knows nothing of the first VM.
-        let out = s.run(&[t.to_str().unwrap()]);
-        let said = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{said}");
-        assert!(
-            said.contains(&format!(
-                "a VM from this directory is running (ktest pid {first_pid})"
-            )),
-            "{said}"
-        );
+        // The sandbox's database knows nothing of the first VM, but the
+        // directory's locks do: the second VM gets id 2 and its own
+        // directory, and both run.
+        let second = run_with_db(&s, &s.db(), &t);
+        let second_dir = s.path().join(".ktest/vms/2");
+        assert!(wait_for(60, || second_dir.join("pid").exists()));
         let pid = std::fs::read_to_string(s.vm_dir().join("pid")).unwrap();
         assert_eq!(
             pid.trim(),
             first_pid.to_string(),
-            "the refused run touched .ktest/vm"
+            "the second VM touched VM 1's directory"
         );
+        let listed = s.status_lines();
+        assert!(listed.iter().any(|l| l.starts_with("2 ")), "{listed:?}");
 
-        let out = first.wait(300);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        for vm in [first, second] {
+            let out = vm.wait(300);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        }
         s.assert_clean();
     }
 }
@@ -200,8 +203,16 @@ fn ctrl_c_ends_a_wait_for_the_database() {
 
     let run = run_with_db(&s, &db, &t);
     let pid = nix::unistd::Pid::from_raw(run.child.as_ref().unwrap().id() as i32);
-    // ktest takes the directory's lock just before it opens the database.
-    assert!(wait_for(60, || s.path().join(".ktest/vm.lock").exists()));
+    // ktest waits once it has the database open.
+    let has_db_open = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == db))
+            })
+            .unwrap_or(false)
+    };
+    assert!(wait_for(60, has_db_open));
     std::thread::sleep(std::time::Duration::from_secs(1));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     // Without the fix ktest sleeps through SIGINT for 60 s.

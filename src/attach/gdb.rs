@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `ktest gdb [ARGS...]`.
-pub fn gdb(db: &Path, args: Vec<String>) -> Result<Code> {
-    let vm = current_vm(db)?;
+pub fn gdb(db: &Path, vm: Option<&str>, args: Vec<String>) -> Result<Code> {
+    let vm = current_vm(db, vm)?;
     let vmlinux = vmlinux(&vm)?;
     let cwd = std::env::current_dir().context(|| "current directory".into())?;
     let target = socket_path(&vm, &cwd, names::GDB);
@@ -23,8 +23,8 @@ pub fn gdb(db: &Path, args: Vec<String>) -> Result<Code> {
 }
 
 /// `ktest kgdb [ARGS...]`: breaks into kgdb with sysrq-g, then connects.
-pub fn kgdb(db: &Path, args: Vec<String>) -> Result<Code> {
-    let vm = current_vm(db)?;
+pub fn kgdb(db: &Path, vm: Option<&str>, args: Vec<String>) -> Result<Code> {
+    let vm = current_vm(db, vm)?;
     let vmlinux = vmlinux(&vm)?;
     let cwd = std::env::current_dir().context(|| "current directory".into())?;
     let target = socket_path(&vm, &cwd, names::KGDB);

@@ -16,8 +16,8 @@ use std::time::Duration;
 const QUIET: Duration = Duration::from_millis(500);
 
 /// `ktest mon [-c COMMAND]`.
-pub fn mon(db: &Path, command: Option<String>) -> Result<Code> {
-    let vm = current_vm(db)?;
+pub fn mon(db: &Path, vm: Option<&str>, command: Option<String>) -> Result<Code> {
+    let vm = current_vm(db, vm)?;
     if let Some(c) = command {
         let answer = crate::qmp::hmp(&vm.vm_dir, &c).map_err(|e| {
             Error::infra(format!(
@@ -135,9 +135,9 @@ pub fn sysrq_key(key: &str) -> std::result::Result<String, String> {
 }
 
 /// `ktest sysrq KEY`: presses alt-sysrq-KEY on the guest's keyboard.
-pub fn sysrq(db: &Path, key: String) -> Result<Code> {
+pub fn sysrq(db: &Path, vm: Option<&str>, key: String) -> Result<Code> {
     let keys = sysrq_key(&key).map_err(Error::usage)?;
-    let vm = current_vm(db)?;
+    let vm = current_vm(db, vm)?;
     crate::qmp::hmp(&vm.vm_dir, &format!("sendkey {keys}")).map_err(|e| {
         Error::infra(format!(
             "cannot send {keys} to the VM from {}: {e}",

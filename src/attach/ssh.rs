@@ -28,8 +28,8 @@ const READY: &str = "sshd.ready";
 const UNAVAILABLE: &str = "ktest-guest: ssh unavailable: ";
 
 /// `ktest ssh [-- COMMAND...]`.
-pub fn ssh(db: &Path, command: Vec<String>) -> Result<Code> {
-    let vm = current_vm(db)?;
+pub fn ssh(db: &Path, vm: Option<&str>, command: Vec<String>) -> Result<Code> {
+    let vm = current_vm(db, vm)?;
     let keys = Keys::beside(db);
     if !keys.exist() {
         return Err(Error::usage(format!(

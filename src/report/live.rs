@@ -101,11 +101,19 @@ impl Progress {
                 c(Verdict::Pass),
                 c(Verdict::Skip),
                 self.left(),
-                human_duration(Duration::from_secs(self.eta(now).as_secs()))
+                eta_text(self.eta(now))
             ),
             width,
         ));
         out
+    }
+}
+
+/// An estimate in whole seconds or minutes: its decimals would be noise.
+fn eta_text(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s} s"),
+        s => human_duration(Duration::from_secs(s)),
     }
 }
 
@@ -388,7 +396,7 @@ mod tests {
         // Left: (43-13) + (13-13) + 23 = 53 s of work over 2 VMs.
         assert_eq!(
             lines[2],
-            "  1 passed, 0 failed, 0 skipped; 3 left, about 26.00 s to go"
+            "  1 passed, 0 failed, 0 skipped; 3 left, about 26 s to go"
         );
         // Never wider than the terminal.
         assert!(p.block(now, 10).iter().all(|l| l.chars().count() <= 10));

@@ -96,8 +96,16 @@ impl Sandbox {
         self.run_cmd().args(args).output().unwrap()
     }
 
+    /// The first VM's directory (`.ktest/vms/1`): the one VM of a test
+    /// that starts one.
     pub fn vm_dir(&self) -> PathBuf {
-        self.path().join(".ktest/vm")
+        self.path().join(".ktest/vms/1")
+    }
+
+    /// The per-VM directories left under `.ktest/vms` (lock files stay by
+    /// design; directories must not).
+    pub fn vm_dirs_left(&self) -> Vec<PathBuf> {
+        vm_dirs_left(self.path())
     }
 
     /// The newest run's directory for a test file named `test`:
@@ -119,11 +127,7 @@ impl Sandbox {
     pub fn assert_clean(&self) {
         let listed = self.status_lines();
         assert!(listed.is_empty(), "status after the run: {listed:?}");
-        assert!(
-            !self.vm_dir().exists(),
-            "{} left behind",
-            self.vm_dir().display()
-        );
+        assert_eq!(self.vm_dirs_left(), Vec::<PathBuf>::new(), "left behind");
         assert_eq!(
             qemus_in(self.path()),
             Vec::<u32>::new(),
@@ -163,6 +167,23 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The per-VM directories under `dir/.ktest/vms` (and an older ktest's
+/// `dir/.ktest/vm`).
+pub fn vm_dirs_left(dir: &Path) -> Vec<PathBuf> {
+    let mut left: Vec<PathBuf> = std::fs::read_dir(dir.join(".ktest/vms"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    if dir.join(".ktest/vm").exists() {
+        left.push(dir.join(".ktest/vm"));
+    }
+    left
 }
 
 /// pids of qemu processes whose working directory is under `dir`.

@@ -179,7 +179,8 @@ fn concurrent_runs_get_distinct_slots() {
     assert!(all_up, "status never listed 16 VMs:\n{listing:#?}");
     let mut slots: Vec<u32> = listing
         .iter()
-        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        // ID, then SLOT.
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
         .collect();
     slots.sort();
     slots.dedup();

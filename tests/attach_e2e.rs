@@ -63,7 +63,8 @@ fn ssh_port(s: &Sandbox, dir: &Path) -> u32 {
         .iter()
         .find(|l| l.ends_with(&format!(" {dir}")))
         .unwrap_or_else(|| panic!("{dir} not in ktest status: {lines:?}"));
-    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    // ID SLOT PID SSH ...
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
 #[test]
@@ -331,5 +332,87 @@ fn run_interactive_gives_a_console_shell_after_the_test() {
         (before.local_flags, before.input_flags, before.output_flags),
         "the terminal was not restored"
     );
+    s.assert_clean();
+}
+
+#[test]
+fn two_vms_from_one_directory_are_chosen_by_id() {
+    let s = Sandbox::new();
+    let sleeper = |name: &str| {
+        s.script(
+            name,
+            "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=256M; exit 0; }\nsleep 1000\n",
+        )
+    };
+    let (a, b) = (sleeper("sleeper-a"), sleeper("sleeper-b"));
+    let run = |t: &Path| {
+        [
+            OsStr::new("run"),
+            OsStr::new("--kernel"),
+            bzimage().as_os_str(),
+            t.as_os_str(),
+        ]
+        .map(OsStr::to_os_string)
+    };
+    let first = s.start_in(
+        s.path(),
+        &run(&a).iter().map(|o| o.as_os_str()).collect::<Vec<_>>(),
+    );
+    let second = Background {
+        child: Some(
+            s.ktest()
+                .args(run(&b))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    assert!(
+        wait_for(120, || s.status_lines().len() == 2),
+        "{:?}",
+        s.status_lines()
+    );
+    let ids: Vec<String> = s
+        .status_lines()
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["1", "2"]);
+    // Without --vm: refused, with the list.
+    let out = ktest(&s, &["mon", "-c", "info status"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("2 VMs run from") && t.contains("--vm ID"), "{t}");
+    assert!(t.contains("sleeper-a") && t.contains("sleeper-b"), "{t}");
+    let out = ktest(&s, &["ssh", "--vm", "3", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no VM 3 runs from"), "{}", text(&out));
+    // --vm 2 reaches the second: its /run/ktest names its test.
+    let env = ok_stdout(ktest(
+        &s,
+        &["ssh", "--vm", "2", "--", "cat", "/run/ktest/run.env"],
+    ));
+    assert!(
+        env.contains("sleeper-b") && !env.contains("sleeper-a"),
+        "{env}"
+    );
+    let env = ok_stdout(
+        s.ktest()
+            .env("KTEST_VM", "1")
+            .args(["ssh", "--", "cat", "/run/ktest/run.env"])
+            .output()
+            .unwrap(),
+    );
+    assert!(env.contains("sleeper-a"), "{env}");
+    // Stopping VM 1 leaves VM 2 running; then it is the only one.
+    ok_stdout(ktest(&s, &["stop", "--vm", "1"]));
+    assert_eq!(first.wait(30).status.code(), Some(130));
+    let left = s.status_lines();
+    assert!(left.len() == 1 && left[0].starts_with("2 "), "{left:?}");
+    ok_stdout(ktest(&s, &["mon", "-c", "info status"]));
+    ok_stdout(ktest(&s, &["stop"]));
+    assert_eq!(second.wait(30).status.code(), Some(130));
     s.assert_clean();
 }

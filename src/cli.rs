@@ -281,7 +281,12 @@ pub struct RunArgs {
 
 /// Options of `ktest results`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ResultsArgs {
+    /// `merge`, or nothing to show results.
+    #[command(subcommand)]
+    pub command: Option<ResultsCommand>,
+
     /// Show TEST's past results instead of the last run, newest first: a
     /// test file's path or file name, or TEST:SUBTEST for one subtest.
     #[arg(long, value_name = "TEST[:SUBTEST]")]
@@ -303,9 +308,59 @@ pub struct ResultsArgs {
     pub json: bool,
 }
 
+/// `ktest results` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// Join the JSON reports of a sharded run's parts (`ktest run --shard
+    /// K/N --json FILE`) into one report; exits as `ktest run` would for
+    /// the joined verdicts.
+    Merge(MergeArgs),
+}
+
+/// Options of `ktest results merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Write the joined report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the joined report as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Print the joined report as KTAP on stdout.
+    #[arg(long)]
+    pub ktap: bool,
+
+    /// The shards' JSON reports.
+    #[arg(required = true, value_name = "REPORT")]
+    pub inputs: Vec<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use crate::error::Code;
+
+    #[test]
+    fn results_keeps_its_forms_beside_merge() {
+        use clap::Parser;
+        let parse = |a: &[&str]| super::Cli::try_parse_from(a);
+        for ok in [
+            &["ktest", "results"][..],
+            &["ktest", "results", "--history", "t:x", "-n", "3"],
+            &["ktest", "results", "--json"],
+            &[
+                "ktest", "results", "merge", "--json", "m.json", "a.json", "b.json",
+            ],
+        ] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
+        assert!(
+            parse(&["ktest", "results", "merge"]).is_err(),
+            "needs inputs"
+        );
+        assert!(parse(&["ktest", "results", "--history", "x", "merge", "a"]).is_err());
+    }
 
     /// Every exit code ktest has is documented, in `--help` and in the
     /// README's table, and neither documents one it does not have.

@@ -107,6 +107,9 @@ fn dispatch(cli: cli::Cli) -> error::Result<Code> {
         cli::Command::Status => status::status(&db),
         cli::Command::List { tests } => run::list(&tests),
         cli::Command::Stop { vm } => attach::stop(&db, vm.vm.as_deref()),
-        cli::Command::Results(args) => history::results(&db, &args),
+        cli::Command::Results(args) => match &args.command {
+            Some(cli::ResultsCommand::Merge(m)) => report::merge::command(m),
+            None => history::results(&db, &args),
+        },
     }
 }

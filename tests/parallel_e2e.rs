@@ -146,6 +146,51 @@ fn check_shards(s: &Sandbox, dbs: [&Path; 2]) {
     assert_eq!(seen.len(), n, "a subtest ran in both shards: {seen:?}");
     let whole: BTreeSet<_> = whole_directory().into_iter().collect();
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), whole);
+    check_merge(s);
+}
+
+/// `ktest results merge` of the two shards' reports: the whole directory
+/// once, in JSON and JUnit, exiting 1 for suite.ktest:three; one part
+/// alone is refused and writes nothing.
+fn check_merge(s: &Sandbox) {
+    let shard_json = |k: u32| s.path().join(format!("shard-{k}.json"));
+    let (json, junit) = (s.path().join("merged.json"), s.path().join("merged.xml"));
+    let _ = std::fs::remove_file(&json);
+    let out = s
+        .ktest()
+        .args(["results", "merge", "--json"])
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
+        .arg(shard_json(1))
+        .arg(shard_json(2))
+        .output()
+        .unwrap();
+    check(
+        &out,
+        1,
+        &["4 test files: 5 passed, 1 skipped, 1 failed (7 subtests"],
+    );
+    let mut merged = results(&json);
+    merged.sort();
+    let mut whole = whole_directory();
+    whole.sort();
+    assert_eq!(merged, whole);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("tests=\"7\"") && xml.contains("failures=\"1\""),
+        "{xml}"
+    );
+    let alone = s.path().join("alone.json");
+    let out = s
+        .ktest()
+        .args(["results", "merge", "--json"])
+        .arg(&alone)
+        .arg(shard_json(1))
+        .output()
+        .unwrap();
+    check(&out, 2, &["the report of part 2/2 is missing"]);
+    assert!(!alone.exists());
 }
 
 #[test]

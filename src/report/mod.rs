@@ -11,6 +11,7 @@ pub mod json;
 pub mod junit;
 pub mod ktap;
 pub mod live;
+pub mod merge;
 pub mod terminal;
 
 use crate::error::Result;

@@ -253,7 +253,7 @@ mod tests {
         let one = part(1, 2, "p", "/t/a", &[("x", Verdict::Pass)]);
         let two = part(2, 2, "p", "/t/a", &[("y", Verdict::Pass)]);
         let msg = |parts: &[(PathBuf, RunReport)]| merge(parts).unwrap_err().message;
-        assert!(msg(&[one.clone()]).contains("part 2/2 is missing"));
+        assert!(msg(std::slice::from_ref(&one)).contains("part 2/2 is missing"));
         assert!(msg(&[one.clone(), one.clone()]).contains("given twice"));
         let other_plan = part(2, 2, "q", "/t/a", &[("y", Verdict::Pass)]);
         assert!(msg(&[one.clone(), other_plan]).contains("different selections or histories"));

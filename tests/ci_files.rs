@@ -353,25 +353,9 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(ok.success(), "cp {} {}", from.display(), to.display());
 }
 
-/// (test file name, subtest) of every result in a merged JSON report.
+/// Every (file name, subtest, verdict) of a JSON report, sorted.
 fn merged(json: &Path) -> Vec<(String, String, String)> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    let mut out = Vec::new();
-    for t in v["tests"].as_array().unwrap() {
-        let file = Path::new(t["test"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        for st in t["subtests"].as_array().unwrap() {
-            out.push((
-                file.clone(),
-                st["name"].as_str().unwrap().into(),
-                st["verdict"].as_str().unwrap().into(),
-            ));
-        }
-    }
+    let mut out = report_results(json);
     out.sort();
     out
 }

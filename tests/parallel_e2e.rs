@@ -12,28 +12,6 @@ fn many() -> PathBuf {
     repo().join("tests/fixtures/many")
 }
 
-/// Every (file name, subtest, verdict) of a JSON report, in report order.
-fn results(json: &Path) -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(json).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut out = Vec::new();
-    for t in v["tests"].as_array().unwrap() {
-        let file = Path::new(t["test"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        for s in t["subtests"].as_array().unwrap() {
-            out.push((
-                file.clone(),
-                s["name"].as_str().unwrap().to_string(),
-                s["verdict"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    out
-}
-
 fn triples(v: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
     v.iter()
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
@@ -75,7 +53,7 @@ fn a_directory_runs_in_parallel_vms_as_one_run() {
         &["FAIL    suite.ktest:three", "PASS    hello.ktest"],
     );
     // Every file of the directory, each subtest once.
-    let mut got = results(&json);
+    let mut got = report_results(&json);
     let want = whole_directory();
     assert_eq!(got.len(), want.len(), "{t}");
     got.sort();
@@ -84,7 +62,7 @@ fn a_directory_runs_in_parallel_vms_as_one_run() {
     assert_eq!(got, sorted, "{t}");
     // suite.ktest's subtests are reported in the file's order, though two
     // VMs ran them (no history: 4 x 10 s guessed, cut for two VMs).
-    let suite: Vec<String> = results(&json)
+    let suite: Vec<String> = report_results(&json)
         .into_iter()
         .filter(|r| r.0 == "suite.ktest")
         .map(|r| r.1)
@@ -127,7 +105,7 @@ fn shard(s: &Sandbox, k: u32, db: &Path) -> (Vec<(String, String, String)>, Stri
     assert_eq!(v["shard"]["index"], k);
     assert_eq!(v["shard"]["count"], 2);
     (
-        results(&json),
+        report_results(&json),
         v["shard"]["plan"].as_str().unwrap().to_string(),
     )
 }
@@ -171,7 +149,7 @@ fn check_merge(s: &Sandbox) {
         1,
         &["4 test files: 5 passed, 1 skipped, 1 failed (7 subtests"],
     );
-    let mut merged = results(&json);
+    let mut merged = report_results(&json);
     merged.sort();
     let mut whole = whole_directory();
     whole.sort();

@@ -320,3 +320,27 @@ pub fn assert_no_processes_in(dir: &Path) {
     let gone = wait_for(5, || processes_in(dir).is_empty());
     assert!(gone, "left running: {:?}", processes_in(dir));
 }
+
+/// Every (file name, subtest, verdict) of a `--json` report, in report
+/// order.
+#[allow(dead_code)]
+pub fn report_results(json: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for t in v["tests"].as_array().unwrap() {
+        let file = Path::new(t["test"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for s in t["subtests"].as_array().unwrap() {
+            out.push((
+                file.clone(),
+                s["name"].as_str().unwrap().to_string(),
+                s["verdict"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}

@@ -372,7 +372,7 @@ fn run_once(
     } else {
         schedule::target(total, vms)
     };
-    let planned = schedule::longest_first(schedule::jobs(&loads, target));
+    let planned = schedule::longest_first(schedule::jobs(&schedule::local(&loads), target));
     let infos: Vec<JobInfo> = planned
         .iter()
         .map(|j| JobInfo {

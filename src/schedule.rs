@@ -4,7 +4,8 @@
 //!
 //! - A *job* is a run of consecutive subtests of one test file in one VM.
 //!   A file is one job, unless several VMs run at once and its expected
-//!   time is long enough to be worth splitting: then its subtests are cut
+//!   time is long enough to be worth splitting (on one machine: known to
+//!   be, from the history; see `local`): then its subtests are cut
 //!   into jobs of about `total / VMs`, never more than `BATCH` (Kent
 //!   Overstreet's ktest CI batches about 600 s of history per VM, which
 //!   bounds what a crash costs).
@@ -68,6 +69,21 @@ pub fn estimates(load: &Load) -> Vec<Duration> {
     load.subtests
         .iter()
         .map(|(_, d)| d.unwrap_or(fallback))
+        .collect()
+}
+
+/// The loads as one machine plans them: a file is cut between VMs only
+/// when the history knows every one of its subtests. The first run of a
+/// file is one VM, as a single file always was; once the history shows it
+/// is long, it is cut. (Shards cut on guesses too: without history, which
+/// a fresh CI machine never has, one shard would get a whole long file.)
+pub fn local(loads: &[Load]) -> Vec<Load> {
+    loads
+        .iter()
+        .map(|l| Load {
+            splittable: l.splittable && l.subtests.iter().all(|(_, d)| d.is_some()),
+            ..l.clone()
+        })
         .collect()
 }
 
@@ -256,6 +272,19 @@ mod tests {
         let j = jobs(&big, target(Duration::from_secs(3000), 2));
         assert!(j.iter().all(|j| j.estimate <= BATCH), "{j:?}");
         assert_eq!(j.len(), 5);
+    }
+
+    #[test]
+    fn one_machine_cuts_only_what_the_history_knows_is_long() {
+        let guessed = [uniform("g", 20, None)];
+        let t = target(Duration::from_secs(200), 4);
+        assert_eq!(jobs(&guessed, t).len(), 4, "shards cut on guesses");
+        assert_eq!(jobs(&local(&guessed), t).len(), 1);
+        let known = [uniform("k", 20, secs(10))];
+        assert_eq!(jobs(&local(&known), t).len(), 4);
+        let mut partly = uniform("p", 20, secs(10));
+        partly.subtests[3].1 = None;
+        assert_eq!(jobs(&local(&[partly]), t).len(), 1);
     }
 
     #[test]

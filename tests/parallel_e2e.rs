@@ -31,15 +31,54 @@ fn whole_directory() -> Vec<(String, String, String)> {
     ])
 }
 
+/// Makes `db` (ktest's own schema) and records a past run in which each
+/// of `subtests` of `test` took 60 s, as ktest's history would.
+fn long_history(s: &Sandbox, db: &Path, test: &Path, subtests: &[&str]) {
+    let out = s
+        .ktest()
+        .env("KTEST_DB", db)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let c = rusqlite::Connection::open(db).unwrap();
+    let test = test.canonicalize().unwrap();
+    let test = test.to_str().unwrap();
+    c.execute(
+        "INSERT INTO runs VALUES ('20260101-000000-0000', 1767225600, 240000, NULL, NULL, NULL, 'k', '/k', '/w')",
+        [],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO run_tests VALUES ('20260101-000000-0000', 0, ?1, '[]')",
+        [test],
+    )
+    .unwrap();
+    for (i, name) in subtests.iter().enumerate() {
+        c.execute(
+            "INSERT INTO results VALUES ('20260101-000000-0000', ?1, 0, NULL, ?2, 'suite.ktest', ?3, 'pass', NULL, 60000, NULL, NULL)",
+            rusqlite::params![i as i64, test, name],
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn a_directory_runs_in_parallel_vms_as_one_run() {
     let s = Sandbox::new();
     let json = s.path().join("r.json");
     let mark = s.path().join("helper-ran");
-    // A database of its own: with history, suite.ktest's split would differ.
+    // A database of its own, whose history says suite.ktest is long.
+    let db = s.path().join("db/state.db");
+    long_history(
+        &s,
+        &db,
+        &many().join("suite.ktest"),
+        &["one", "two", "three", "four"],
+    );
     let out = s
         .run_cmd()
-        .env("KTEST_DB", s.path().join("db/state.db"))
+        .env("KTEST_DB", &db)
         .env("KTEST_E2E_MARK", &mark)
         .args(["--vms", "2", "--json", json.to_str().unwrap()])
         .arg(many())
@@ -61,7 +100,7 @@ fn a_directory_runs_in_parallel_vms_as_one_run() {
     sorted.sort();
     assert_eq!(got, sorted, "{t}");
     // suite.ktest's subtests are reported in the file's order, though two
-    // VMs ran them (no history: 4 x 10 s guessed, cut for two VMs).
+    // VMs ran them (its history: 4 x 60 s, cut for two VMs).
     let suite: Vec<String> = report_results(&json)
         .into_iter()
         .filter(|r| r.0 == "suite.ktest")

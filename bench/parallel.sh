@@ -10,6 +10,8 @@
 #    row in `ktest status`). Prints its wall time.
 #
 #   bench/parallel.sh [RUNS]      (default 5)
+#   CPUS=1 bench/parallel.sh      (the files declare CPUS=1; default: none,
+#                                  so ktest's default of 2 vCPUs)
 #
 # Uses the cached test kernel (tests/test-kernel.sh) and a release build;
 # run it on an idle machine.
@@ -24,10 +26,11 @@ trap 'rm -rf "$work"' EXIT
 . "$repo/bench/lib.sh"
 
 # files DIR N: N trivial test files in DIR.
+cpus=${CPUS:+echo CPUS=$CPUS; }
 files() {
 	mkdir -p "$1"
 	for i in $(seq "$2"); do
-		printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=256M; exit 0; }\necho "test %s"\n' "$i" >"$1/t$i.ktest"
+		printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=256M; %sexit 0; }\necho "test %s"\n' "$cpus" "$i" >"$1/t$i.ktest"
 		chmod +x "$1/t$i.ktest"
 	done
 }

@@ -181,6 +181,7 @@ fn check_bootable(kernel: &Kernel, root: &Root, config: &Config) -> Result<()> {
 }
 
 /// Everything decided before a VM exists.
+#[derive(Clone)]
 pub struct Prepared {
     /// The test script; `None` for `ktest boot`.
     pub test: Option<PathBuf>,

@@ -19,7 +19,7 @@ use crate::sshkey;
 use crate::state::{self, State};
 use crate::suite;
 use crate::supervise::{self, VmEvent};
-use crate::values::VmCount;
+use crate::values::{Cpus, VmCount};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
@@ -216,6 +216,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
         )));
     }
     let prepared = prepare::prepare_all(&args, &selected)?;
+    let vms = vm_count(&args, &prepared);
     let choice = args
         .accel
         .or(crate::config_file::get()?.accel)
@@ -241,7 +242,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
         if args.repeat.is_some() {
             crate::errln!("ktest: iteration {iteration}");
         }
-        let code = run_once(db, &args, &prepared, accel)?;
+        let code = run_once(db, &args, &prepared, accel, vms)?;
         let more = match args.repeat {
             None => false,
             Some(n) => code == Code::Passed && (n == 0 || iteration < n),
@@ -311,6 +312,27 @@ fn vm_count(args: &RunArgs, prepared: &[Prepared]) -> u32 {
     .get()
 }
 
+/// The tests as `vms` VMs at once run them: those that did not ask for a
+/// number of vCPUs (no `--cpus`, `CPUS` or `cpus` in `.ktest.toml`) get
+/// their share of the host's CPUs, up to the usual default.
+/// Oversubscribed vCPUs slow every VM: two 2-vCPU VMs on 2 cores took
+/// 0.76 of the serial time, two 1-vCPU VMs 0.56 (docs/performance.md).
+fn share_cpus(prepared: &[Prepared], args: &RunArgs, vms: u32) -> Result<Vec<Prepared>> {
+    let file = crate::config_file::get()?.cpus;
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let each = schedule::vcpus_each(host, vms, Cpus::DEFAULT.get());
+    Ok(prepared
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if args.cpus.or(p.spec.cpus).or(file).is_none() {
+                p.cpus = each;
+            }
+            p
+        })
+        .collect())
+}
+
 /// The log directory of each test file in a run: its file name, made
 /// unique by a number when two files share one.
 fn test_dirs(run_dir: &Path, prepared: &[Prepared]) -> Vec<PathBuf> {
@@ -342,6 +364,7 @@ fn run_once(
     args: &RunArgs,
     prepared: &[Prepared],
     accel: accel::Choice,
+    vms: u32,
 ) -> Result<Code> {
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -365,7 +388,6 @@ fn run_once(
             load.subtests.retain(|(n, _)| mine.contains(n));
         }
     }
-    let vms = vm_count(args, prepared);
     let total = loads.iter().flat_map(schedule::estimates).sum();
     let target = if args.interactive {
         None
@@ -373,6 +395,9 @@ fn run_once(
         schedule::target(total, vms)
     };
     let planned = schedule::longest_first(schedule::jobs(&schedule::local(&loads), target));
+    // As many VMs as run at once, not as may: one job keeps its 2 vCPUs.
+    let at_once = vms.min(u32::try_from(planned.len()).unwrap_or(u32::MAX));
+    let prepared = &share_cpus(prepared, args, at_once)?;
     let infos: Vec<JobInfo> = planned
         .iter()
         .map(|j| JobInfo {

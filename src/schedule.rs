@@ -200,6 +200,12 @@ pub fn plan_key(loads: &[Load]) -> String {
     format!("{hash:016x}")
 }
 
+/// vCPUs for a VM whose test did not ask for a number, when `vms` VMs
+/// share `host` CPUs: its share, at least 1, at most `default`.
+pub fn vcpus_each(host: u32, vms: u32, default: u32) -> u32 {
+    (host / vms.max(1)).clamp(1, default.max(1))
+}
+
 /// How many VMs run at once by default: one per host CPU, but no more
 /// than the host's available memory holds of the largest VM, and at
 /// least one.
@@ -401,6 +407,15 @@ mod tests {
             assert_ne!(plan_key(&a), plan_key(&other));
         }
         assert_eq!(plan_key(&a).len(), 16);
+    }
+
+    #[test]
+    fn vms_share_the_hosts_cpus() {
+        assert_eq!(vcpus_each(2, 1, 2), 2);
+        assert_eq!(vcpus_each(2, 2, 2), 1);
+        assert_eq!(vcpus_each(2, 16, 2), 1);
+        assert_eq!(vcpus_each(16, 4, 2), 2);
+        assert_eq!(vcpus_each(0, 0, 2), 1);
     }
 
     #[test]

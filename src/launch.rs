@@ -244,6 +244,10 @@ pub fn launch(
 ) -> Result<Observed> {
     let cwd = start_dir()?;
     let ktest_dir = ktest_dir()?;
+    // Before the VM is listed (allocation): `ktest ssh` checks the keys as
+    // soon as `ktest status` shows the VM. A failure is reported to the
+    // guest (ssh unavailable) when populate asks again.
+    let _ = l.keys.ensure();
     // Held until every attempt's VM directory is gone again: no other
     // ktest, whatever database it uses, can touch that directory meanwhile.
     let claim = vmlock::claim(&ktest_dir)?;

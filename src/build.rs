@@ -11,6 +11,8 @@ mod inputs;
 pub mod kconfig;
 mod make;
 mod modules;
+pub use inputs::fnv1a64;
+pub use modules::release;
 mod progress;
 mod tree;
 
@@ -465,7 +467,7 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
     let config_path = plan.dir.join(".config");
     let config = crate::kernel::parse_config(&read(&config_path)?);
     let release = modules::release(&plan.dir);
-    let mut modules_root = None;
+    let mut modules = None;
     if config.get("MODULES").map(String::as_str) == Some("y") {
         if let Some(rel) = &release {
             if modules::needs_install(&plan.dir, rel) {
@@ -481,8 +483,9 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
                     plan.show,
                 )?;
             }
-            if modules::installed_dir(&plan.dir, rel).is_dir() {
-                modules_root = Some(plan.dir.clone());
+            let tree = modules::installed_dir(&plan.dir, rel);
+            if tree.join("modules.dep").is_file() {
+                modules = Some(tree);
             }
         }
     }
@@ -511,7 +514,8 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
         config: Some(config_path),
         source: Some(plan.src.clone()),
         build_dir: Some(plan.dir.clone()),
-        modules_root,
+        modules,
+        release,
     })
 }
 

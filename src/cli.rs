@@ -154,9 +154,16 @@ pub struct BuildArgs {
 /// Options of `ktest boot`.
 #[derive(Debug, Args)]
 pub struct BootArgs {
-    /// The kernel: a bzImage/vmlinuz file or a kernel build directory.
-    #[arg(long, value_name = "PATH")]
+    /// The kernel: a bzImage/vmlinuz file, a kernel build directory, or
+    /// `host` for the running kernel's /boot/vmlinuz-RELEASE.
+    #[arg(long, value_name = "PATH|host")]
     pub kernel: Option<PathBuf>,
+
+    /// The kernel's module tree (the directory holding modules.dep), or a
+    /// root holding lib/modules/RELEASE (default: /lib/modules/RELEASE
+    /// beside the kernel).
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
 
     /// Guest memory: 512M, 2G, or a number of MiB; at least 64M, at most
     /// the host's memory.
@@ -184,10 +191,18 @@ pub struct BootArgs {
 /// Options of `ktest run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The kernel: a bzImage/vmlinuz file, or a directory holding
-    /// arch/x86/boot/bzImage, boot/vmlinuz or vmlinuz.
-    #[arg(long, value_name = "PATH")]
+    /// The kernel: a bzImage/vmlinuz file, a directory holding
+    /// arch/x86/boot/bzImage, boot/vmlinuz or vmlinuz, or `host` for the
+    /// running kernel's /boot/vmlinuz-RELEASE. Its drivers may be modules:
+    /// ktest then boots it with an initramfs that loads them.
+    #[arg(long, value_name = "PATH|host")]
     pub kernel: Option<PathBuf>,
+
+    /// The kernel's module tree (the directory holding modules.dep), or a
+    /// root holding lib/modules/RELEASE (default: /lib/modules/RELEASE
+    /// beside the kernel).
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
 
     /// Time limit in seconds, 1 to 2592000 (30 days) (default: the test's
     /// TIMEOUT, else 600).

@@ -92,10 +92,14 @@ fn standard_mounts() -> R<()> {
     )?;
     let _ = mnt("debugfs", "/sys/kernel/debug", "debugfs", none, None);
     if let Ok(tag) = std::env::var("KTEST_MODULES") {
-        mkdir_p("/lib/modules")?;
+        // The kernel's own tree, where modprobe looks for it.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_err(|e| format!("/proc/sys/kernel/osrelease: {e}"))?;
+        let dir = format!("/lib/modules/{}", release.trim());
+        mkdir_p(&dir)?;
         mnt(
             &tag,
-            "/lib/modules",
+            &dir,
             "9p",
             MsFlags::MS_RDONLY,
             Some("trans=virtio,version=9p2000.L"),

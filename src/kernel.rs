@@ -19,8 +19,11 @@ pub struct Kernel {
     pub source: Option<PathBuf>,
     /// The build directory (`O=`), if the kernel came from one.
     pub build_dir: Option<PathBuf>,
-    /// A directory holding `lib/modules/RELEASE` for the guest, if any.
-    pub modules_root: Option<PathBuf>,
+    /// The kernel's module tree (a directory with `modules.dep`, as
+    /// `/lib/modules/RELEASE`), shared with the guest, if known.
+    pub modules: Option<PathBuf>,
+    /// The kernel release (`uname -r` in the guest), if known.
+    pub release: Option<String>,
 }
 
 /// Where an image may sit inside a directory given with `--kernel`.
@@ -46,11 +49,55 @@ fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
     found.pop()
 }
 
+/// `--kernel host`: the kernel this machine runs.
+pub const HOST: &str = "host";
+
+/// Finds the kernel named by `--kernel` (a file, a directory, or `host`),
+/// with its module tree: `--modules DIR` if given, else the one beside it.
+pub fn from_args(arg: &Path, modules: Option<&Path>) -> Result<Kernel> {
+    let mut k = if arg == Path::new(HOST) {
+        host_kernel(Path::new("/boot"), &running_release()?)?
+    } else {
+        from_arg(arg)?
+    };
+    if let Some(dir) = modules {
+        k.modules = Some(
+            crate::modules::tree_in(dir, k.release.as_deref()).ok_or_else(|| {
+                Error::usage(format!(
+                    "--modules {}: no module tree there: neither {0}/modules.dep nor {0}/lib/modules/{}/modules.dep\n  give the directory holding modules.dep (run depmod there if it lacks it)",
+                    dir.display(),
+                    k.release.as_deref().unwrap_or("RELEASE")
+                ))
+            })?,
+        );
+    }
+    Ok(k)
+}
+
+/// The running kernel's release, `uname -r`.
+fn running_release() -> Result<String> {
+    let u = nix::sys::utsname::uname().map_err(|e| Error::infra(format!("uname: {e}")))?;
+    Ok(u.release().to_string_lossy().into_owned())
+}
+
+/// `--kernel host`: `/boot/vmlinuz-RELEASE` of the running release, with
+/// its config and `/lib/modules/RELEASE`.
+fn host_kernel(boot: &Path, release: &str) -> Result<Kernel> {
+    let image = boot.join(format!("vmlinuz-{release}"));
+    if !image.exists() {
+        return Err(Error::usage(format!(
+            "--kernel host: this machine runs {release}, and {} does not exist\n  install the kernel's package (Debian: linux-image-{release}) or give --kernel PATH",
+            image.display()
+        )));
+    }
+    from_arg(&image)
+}
+
 /// Finds the kernel named by `--kernel` (a file or a directory).
 pub fn from_arg(arg: &Path) -> Result<Kernel> {
     let meta = std::fs::metadata(arg).map_err(|e| {
         Error::usage(format!(
-            "--kernel {}: {e}; give a bzImage/vmlinuz file or a kernel build directory",
+            "--kernel {}: {e}; give a bzImage/vmlinuz file, a kernel build directory, or `host`",
             arg.display()
         ))
     })?;
@@ -88,33 +135,69 @@ pub fn from_arg(arg: &Path) -> Result<Kernel> {
             Err(_) => None,
         };
     }
-    if arg.join("lib/modules").is_dir() {
-        k.modules_root = Some(arg.clone());
+    if k.release.is_none() {
+        k.release = crate::build::release(&arg);
+    }
+    if k.modules.is_none() {
+        k.modules = k
+            .release
+            .as_deref()
+            .and_then(|r| crate::modules::tree_in(&arg, Some(r)));
     }
     Ok(k)
 }
 
 /// What can be found beside a bare image: `/boot/vmlinuz-R` has
-/// `/boot/config-R`.
+/// `/boot/config-R`, and `/lib/modules/R` (or, in an unpacked package,
+/// `boot/vmlinuz-R` beside `lib/modules/R`). The release is the image's
+/// own (its header), else the file name's.
 fn around_image(image: PathBuf) -> Kernel {
+    let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let named = name.strip_prefix("vmlinuz-").map(String::from);
     let mut k = Kernel {
+        release: read_release(&image).or_else(|| named.clone()),
         image: image.clone(),
         ..Kernel::default()
     };
-    let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if let (Some(release), Some(dir)) = (name.strip_prefix("vmlinuz-"), image.parent()) {
-        let config = dir.join(format!("config-{release}"));
+    if let (Some(named), Some(dir)) = (named, image.parent()) {
+        let config = dir.join(format!("config-{named}"));
         if config.is_file() {
             k.config = Some(config);
         }
-        // An unpacked package: boot/vmlinuz-R beside lib/modules/R.
-        if let Some(root) = dir.parent() {
-            if root.join("lib/modules").join(release).is_dir() {
-                k.modules_root = Some(root.to_path_buf());
-            }
-        }
+    }
+    if let (Some(release), Some(root)) = (&k.release, image.parent().and_then(Path::parent)) {
+        k.modules = crate::modules::tree_in(root, Some(release));
     }
     k
+}
+
+/// The release in an x86 bzImage's setup header: the `kernel_version`
+/// field (offset 0x20e) points, from 0x200, at "RELEASE (builder) #1 ...".
+/// `None` for anything that is not a bzImage with that field.
+pub fn image_release(head: &[u8]) -> Option<String> {
+    if head.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let ptr = u16::from_le_bytes([*head.get(0x20e)?, *head.get(0x20f)?]) as usize;
+    if ptr == 0 {
+        return None;
+    }
+    let text = head.get(0x200 + ptr..)?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ')?;
+    let r = std::str::from_utf8(&text[..end]).ok()?;
+    (!r.is_empty()).then(|| r.to_string())
+}
+
+/// [`image_release`] of a file, from its first 64 KiB.
+fn read_release(image: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(1 << 16);
+    std::fs::File::open(image)
+        .ok()?
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .ok()?;
+    image_release(&head)
 }
 
 /// Parses a kernel `.config` into option name (without `CONFIG_`) → value;
@@ -182,6 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn release_from_a_bzimage_header() {
+        let mut head = vec![0u8; 0x1000];
+        head[0x202..0x206].copy_from_slice(b"HdrS");
+        head[0x20e..0x210].copy_from_slice(&0x300u16.to_le_bytes());
+        let v = b"6.1.0-57-amd64 (debian-kernel@lists.debian.org)\0";
+        head[0x500..0x500 + v.len()].copy_from_slice(v);
+        assert_eq!(image_release(&head).as_deref(), Some("6.1.0-57-amd64"));
+        head[0x20e] = 0;
+        head[0x20f] = 0;
+        assert_eq!(image_release(&head), None);
+        assert_eq!(image_release(b"\x7fELF"), None);
+    }
+
+    #[test]
     fn finds_images_in_directories() {
         let t = tempfile::tempdir().unwrap();
         let build = t.path().join("build");
@@ -203,10 +300,36 @@ mod tests {
         let k = from_arg(&pkg).unwrap();
         assert!(k.image.ends_with("boot/vmlinuz-6.1.0-9-amd64"));
         assert!(k.config.unwrap().ends_with("boot/config-6.1.0-9-amd64"));
+        assert_eq!(k.release.as_deref(), Some("6.1.0-9-amd64"));
+        assert_eq!(k.modules, None, "a tree without modules.dep is no tree");
+        let tree = pkg.join("lib/modules/6.1.0-9-amd64");
+        std::fs::write(tree.join("modules.dep"), "").unwrap();
+        let k = from_arg(&pkg).unwrap();
         assert_eq!(
-            k.modules_root.as_deref(),
-            Some(pkg.canonicalize().unwrap().as_path())
+            k.modules.as_deref(),
+            Some(
+                pkg.canonicalize()
+                    .unwrap()
+                    .join("lib/modules/6.1.0-9-amd64")
+                    .as_path()
+            )
         );
+        let other = t.path().join("mods");
+        std::fs::create_dir_all(&other).unwrap();
+        let e = from_args(&pkg, Some(&other)).unwrap_err();
+        assert!(e.message.contains("no module tree there"), "{}", e.message);
+        std::fs::write(other.join("modules.dep"), "").unwrap();
+        let k = from_args(&pkg, Some(&other)).unwrap();
+        assert_eq!(k.modules.as_deref(), Some(other.as_path()));
+
+        let e = host_kernel(&pkg.join("boot"), "6.18.44-x").unwrap_err();
+        assert!(
+            e.message.contains("runs 6.18.44-x")
+                && e.message.contains("vmlinuz-6.18.44-x does not exist"),
+            "{}",
+            e.message
+        );
+        assert!(host_kernel(&pkg.join("boot"), "6.1.0-9-amd64").is_ok());
 
         let empty = t.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();

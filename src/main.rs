@@ -14,14 +14,17 @@ mod discover;
 mod error;
 mod guest;
 mod guest_init;
+mod guest_needs;
 mod history;
 mod host_fit;
+mod initramfs;
 mod kernel;
 #[allow(dead_code)]
 mod kernel_log;
 #[allow(dead_code)]
 mod ktap;
 mod launch;
+mod modules;
 mod outcome;
 mod output;
 mod plan;

@@ -89,7 +89,8 @@ pub mod names {
     /// Directory in the per-VM directory holding REQUIRE'd files from
     /// outside the test's directory (image root).
     pub const REQUIRE_DIR: &str = "require";
-    /// 9p mount tag of the kernel modules tree.
+    /// 9p mount tag of the kernel's module tree, mounted at
+    /// `/lib/modules/RELEASE`.
     pub const MODULES_TAG: &str = "ktest-modules";
 
     /// The name of scratch disk `n`.
@@ -125,8 +126,12 @@ pub struct PlanInput {
     pub root: Root,
     /// The test's directory, to share with an image root; `None` without a test.
     pub test_dir: Option<PathBuf>,
-    /// Directory holding `lib/modules/RELEASE` to share with the guest.
-    pub modules_root: Option<PathBuf>,
+    /// The kernel's module tree to share with the guest, which mounts it
+    /// at `/lib/modules/RELEASE`.
+    pub modules: Option<PathBuf>,
+    /// The initramfs that loads the modules the root needs, for a kernel
+    /// that has them as modules (src/initramfs.rs).
+    pub initrd: Option<PathBuf>,
     /// The guest's PID 1 with the host root: the ktest binary itself.
     pub init: PathBuf,
 }
@@ -293,6 +298,18 @@ fn net_args(input: &PlanInput) -> Vec<String> {
     ]
 }
 
+/// What the image's `/bin/sh -c` runs as the guest's init: mount the
+/// per-VM share and run ktest's init from it, so the image needs no ktest
+/// files. The initramfs runs the same (src/initramfs.rs).
+pub fn image_init() -> String {
+    format!(
+        "mkdir -p {dir} && mount -t 9p -o trans=virtio,version=9p2000.L {tag} {dir} && {{ [ -x /bin/bash ] && exec /bin/bash {dir}/{init}; exec {dir}/{init}; }}",
+        dir = names::GUEST_VM_DIR,
+        tag = names::SHARE_TAG,
+        init = names::INIT
+    )
+}
+
 /// Quotes a kernel command line value if it has spaces.
 fn kparam(key: &str, value: &str) -> String {
     if value.contains(char::is_whitespace) {
@@ -329,25 +346,23 @@ pub fn cmdline(input: &PlanInput) -> String {
         // TCG. The keyboard stays: `ktest sysrq` types alt-sysrq-KEY on it.
         "i8042.noaux".into(),
     ];
-    match &input.root {
-        Root::Host => {
-            p.extend(
-                [
-                    "root=/dev/root",
-                    "rootfstype=9p",
-                    "rootflags=trans=virtio,version=9p2000.L,cache=loose,msize=262144",
-                    "ro",
-                ]
-                .map(String::from),
-            );
+    match (&input.root, &input.initrd) {
+        (Root::Host, None) => {
+            p.extend(["root=/dev/root", "rootfstype=9p", "ro"].map(String::from));
+            p.push(format!("rootflags={}", crate::initramfs::ROOTFLAGS));
             p.push(kparam("init", &input.init.to_string_lossy()));
         }
-        Root::Image { .. } => {
+        // The initramfs's init (lib/initramfs/init) loads the modules,
+        // mounts the root as the kernel would have, and execs KTEST_INIT.
+        (Root::Host, Some(_)) => p.push(kparam("KTEST_INIT", &input.init.to_string_lossy())),
+        (Root::Image { .. }, None) => {
             p.extend(["root=/dev/vda", "rw"].map(String::from));
             // The image's own /bin/sh mounts the per-VM share and runs
             // ktest's init from it, so the image needs no ktest files.
             p.push("init=/bin/sh".into());
         }
+        // The initramfs mounts /dev/vda and runs the image's /bin/sh.
+        (Root::Image { .. }, Some(_)) => {}
     }
     // Unknown parameters without a dot reach init's environment.
     p.push(format!(
@@ -358,7 +373,7 @@ pub fn cmdline(input: &PlanInput) -> String {
             "image"
         }
     ));
-    if input.modules_root.is_some() {
+    if input.modules.is_some() {
         p.push(format!("KTEST_MODULES={}", names::MODULES_TAG));
     }
     if matches!(input.root, Root::Image { .. }) && input.test_dir.is_some() {
@@ -370,12 +385,7 @@ pub fn cmdline(input: &PlanInput) -> String {
         Root::Host => p.push(format!("-- {}", names::GUEST_INIT_ARG)),
         // The image's /bin/sh. The init runs under bash when there is one
         // (see guest_init::shell).
-        Root::Image { .. } => p.push(format!(
-            "-- -c \"mkdir -p {dir} && mount -t 9p -o trans=virtio,version=9p2000.L {tag} {dir} && {{ [ -x /bin/bash ] && exec /bin/bash {dir}/{init}; exec {dir}/{init}; }}\"",
-            dir = names::GUEST_VM_DIR,
-            tag = names::SHARE_TAG,
-            init = names::INIT
-        )),
+        Root::Image { .. } => p.push(format!("-- -c \"{}\"", image_init())),
     }
     p.join(" ")
 }
@@ -436,6 +446,9 @@ pub fn plan(input: &PlanInput) -> VmPlan {
         "-append".into(),
         cmdline.clone(),
     ]);
+    if let Some(initrd) = &input.initrd {
+        args.extend(["-initrd".into(), initrd.to_string_lossy().into_owned()]);
+    }
     args.extend(chardev_args());
     if input.root == Root::Host {
         args.extend(share("root", Path::new("/"), "/dev/root"));
@@ -446,8 +459,8 @@ pub fn plan(input: &PlanInput) -> VmPlan {
         // the guest mounts at the same path (with a tmpfs overlay).
         args.extend(share("test", dir, names::TEST_TAG));
     }
-    if let Some(m) = &input.modules_root {
-        args.extend(share("modules", &m.join("lib/modules"), names::MODULES_TAG));
+    if let Some(m) = &input.modules {
+        args.extend(share("modules", m, names::MODULES_TAG));
     }
     args.extend(disk_args(input));
     args.extend(net_args(input));
@@ -488,7 +501,8 @@ mod tests {
             vm_dir: "/src/.ktest/vm".into(),
             append: vec!["foo=1".into()],
             root: Root::Host,
-            modules_root: None,
+            modules: None,
+            initrd: None,
             test_dir: None,
             init: "/usr/bin/ktest".into(),
         }
@@ -672,6 +686,44 @@ mod tests {
     }
 
     #[test]
+    fn an_initramfs_takes_over_mounting_the_root() {
+        let mut i = input();
+        i.initrd = Some("/cache/ab.cpio.gz".into());
+        i.modules = Some("/lib/modules/6.1.0-57-amd64".into());
+        i.init = "/my bin/ktest".into();
+        let p = plan(&i);
+        assert_eq!(pairs(&p, "-initrd"), vec!["/cache/ab.cpio.gz"]);
+        assert!(
+            p.cmdline.contains(" \"KTEST_INIT=/my bin/ktest\" "),
+            "{}",
+            p.cmdline
+        );
+        assert!(
+            !p.cmdline.contains("root=") && !p.cmdline.contains("init=/"),
+            "{}",
+            p.cmdline
+        );
+        assert!(p.cmdline.contains(" KTEST_ROOT=host "));
+        assert!(p.cmdline.contains(" KTEST_MODULES=ktest-modules "));
+        assert!(p.cmdline.ends_with("-- --ktest-guest-init"));
+        assert!(pairs(&p, "-fsdev")
+            .iter()
+            .any(|f| f.contains("path=/lib/modules/6.1.0-57-amd64,") && f.contains("readonly=on")));
+        i.root = Root::Image {
+            path: "/img".into(),
+            format: ImageFormat::Raw,
+        };
+        let p = plan(&i);
+        assert!(
+            !p.cmdline.contains("root=") && !p.cmdline.contains("init="),
+            "{}",
+            p.cmdline
+        );
+        assert!(p.cmdline.contains(" KTEST_ROOT=image "));
+        assert!(p.cmdline.contains("-- -c \"mkdir -p /run/ktest"));
+    }
+
+    #[test]
     fn shell_line_quotes() {
         let p = plan(&input());
         let line = p.shell_line();
@@ -686,7 +738,7 @@ mod tests {
         assert_eq!(virtio_pci_devices(&plan(&input())), 6);
         let mut i = input();
         i.scratch = 0;
-        i.modules_root = Some("/k".into());
+        i.modules = Some("/k".into());
         assert_eq!(virtio_pci_devices(&plan(&i)), 5);
     }
 }

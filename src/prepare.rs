@@ -8,8 +8,11 @@ use crate::config_file::FILE_NAME;
 use crate::deps;
 use crate::error::{Context, Error, Result};
 use crate::guest::Subtests;
+use crate::guest_needs;
 use crate::host_fit;
+use crate::initramfs;
 use crate::kernel::{self, Kernel};
+use crate::modules::ModuleIndex;
 use crate::plan::{self, PlanInput, Root};
 use crate::require::{self, Required};
 use crate::rootfs;
@@ -133,51 +136,65 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config)
     }
 }
 
-/// Options ktest's guest cannot boot without, built in (not modules: ktest
-/// boots with no initramfs).
-const GUEST_NEEDS: &[&str] = &[
-    "DEVTMPFS",
-    "TMPFS",
-    "SERIAL_8250_CONSOLE",
-    "VIRTIO_PCI",
-    "VIRTIO_CONSOLE",
-    "NET_9P",
-    "NET_9P_VIRTIO",
-    "9P_FS",
-];
-/// Also needed with the host's root.
-const HOST_ROOT_NEEDS: &[&str] = &["OVERLAY_FS"];
-/// Also needed with a root image (ext4 on virtio-blk).
-const IMAGE_ROOT_NEEDS: &[&str] = &["VIRTIO_BLK", "EXT4_FS"];
-
-/// Refuses, before booting, a kernel whose config shows it cannot run
-/// ktest's guest (a distribution kernel has virtio and 9p as modules), so
-/// the user gets the reason instead of a panic in the VM.
-fn check_bootable(kernel: &Kernel, root: &Root, config: &Config) -> Result<()> {
-    let Some((path, config)) = config else {
-        return Ok(());
+/// How this kernel boots ktest's guest: as it is, when what the guest
+/// needs is built in (ktest's own builds), or with an initramfs that loads
+/// it, when it is modules (distribution kernels). Refuses before booting a
+/// kernel that cannot do either, saying what it lacks.
+fn boot_initrd(kernel: &Kernel, root: &Root, config: &Config) -> Result<Option<PathBuf>> {
+    let index = match &kernel.modules {
+        Some(tree) => Some(
+            ModuleIndex::read(tree)
+                .context(|| format!("reading {}/modules.dep", tree.display()))?,
+        ),
+        None => None,
     };
-    let extra = if *root == Root::Host {
-        HOST_ROOT_NEEDS
-    } else {
-        IMAGE_ROOT_NEEDS
+    let decision = guest_needs::decide(config.as_ref().map(|(_, c)| c), index.as_ref(), root)
+        .map_err(|e| unbootable(kernel, config, e))?;
+    let (Some(tree), Some(index)) = (&kernel.modules, &index) else {
+        return Ok(None);
     };
-    let wanted: Vec<KconfigOption> = GUEST_NEEDS
-        .iter()
-        .chain(extra)
-        .map(|n| KconfigOption {
-            name: n.to_string(),
-            value: Some("y".into()),
-        })
-        .collect();
-    match unmet(config, &wanted) {
-        None => Ok(()),
-        Some(missing) => Err(Error::usage(format!(
-            "{} cannot boot ktest's guest: it needs {missing} built in (config {})\n  ktest boots without an initramfs; build the kernel with lib/kconfig/ktest.config (ktest build does)",
-            kernel.image.display(),
-            path.display()
-        ))),
+    if decision.modules.is_empty() {
+        return Ok(None);
     }
+    let loads = index.resolve(&decision.modules).map_err(|missing| {
+        unbootable(kernel, config, guest_needs::Unbootable::NotInTree(missing))
+    })?;
+    let contents = initramfs::Contents {
+        busybox: initramfs::find_busybox()?,
+        tree: tree.clone(),
+        loads,
+        release: kernel.release.clone(),
+        compression: initramfs::Compression::for_config(config.as_ref().map(|(_, c)| c)),
+    };
+    initramfs::get(&contents, &initramfs::cache_dir()).map(Some)
+}
+
+/// The message for a kernel that cannot boot ktest's guest (exit 2).
+fn unbootable(kernel: &Kernel, config: &Config, why: guest_needs::Unbootable) -> Error {
+    use guest_needs::Unbootable::*;
+    let image = kernel.image.display();
+    let from = config
+        .as_ref()
+        .map_or(String::new(), |(p, _)| format!(" (config {})", p.display()));
+    Error::usage(match why {
+        Missing(o) => format!(
+            "{image} cannot boot ktest's guest: it has {} neither built in nor as modules{from}\n  build the kernel with lib/kconfig/ktest.config (ktest build does), or use a kernel that has them (Debian's linux-image-amd64 does; linux-image-cloud-amd64 has no 9p)",
+            o.join(", ")
+        ),
+        NoModules(o) => format!(
+            "{image} has {} as modules{from}, and ktest found no module tree for it ({})\n  give --modules DIR (the directory holding modules.dep), or build the kernel with them built in",
+            o.join(", "),
+            match &kernel.release {
+                Some(r) => format!("no /lib/modules/{r}/modules.dep"),
+                None => "its release is unknown".into(),
+            }
+        ),
+        NotInTree(o) => format!(
+            "{image}: {} should be modules{from}, and its module tree {} lacks them\n  reinstall the kernel's modules, or give --modules the kernel's own tree",
+            o.join(", "),
+            kernel.modules.as_deref().unwrap_or(Path::new("?")).display()
+        ),
+    })
 }
 
 /// Everything decided before a VM exists.
@@ -203,6 +220,9 @@ pub struct Prepared {
     pub init: PathBuf,
     /// The root filesystem.
     pub root: Root,
+    /// The initramfs that loads the modules the guest needs, for a kernel
+    /// that has them as modules.
+    pub initrd: Option<PathBuf>,
 }
 
 /// The subtests a run selects: from `list-tests` for a file that declared
@@ -249,7 +269,7 @@ pub fn prepare_all(args: &RunArgs, tests: &[suite::TestArg]) -> Result<Vec<Prepa
 /// a new build.
 fn kernel_for(args: &RunArgs, kconfig: &[KconfigOption], built: &mut Built) -> Result<Kernel> {
     if let Some(k) = &args.kernel {
-        return kernel::from_arg(k);
+        return kernel::from_args(k, args.modules.as_deref());
     }
     let mut key: Vec<String> = kconfig.iter().map(|o| o.to_string()).collect();
     key.sort();
@@ -307,7 +327,7 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
         .unwrap_or(Cpus::DEFAULT);
     let init = guest_init()?;
     let root = choose_root(args.root.as_deref())?;
-    check_bootable(&kernel, &root, &config)?;
+    let initrd = boot_initrd(&kernel, &root, &config)?;
     fits_machine(Prepared {
         test: Some(test),
         spec,
@@ -319,6 +339,7 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
         cpus: cpus.get(),
         init,
         root,
+        initrd,
     })
 }
 
@@ -365,11 +386,11 @@ pub fn guest_init() -> Result<PathBuf> {
 pub fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
     host_fit::memory(args.mem, "--mem", host_fit::mem_total())?;
     let kernel = match &args.kernel {
-        Some(k) => kernel::from_arg(k)?,
+        Some(k) => kernel::from_args(k, args.modules.as_deref())?,
         None => crate::build::kernel_for_run(&args.build, &[])?,
     };
     let root = choose_root(args.root.as_deref())?;
-    check_bootable(&kernel, &root, &read_config(&kernel)?)?;
+    let initrd = boot_initrd(&kernel, &root, &read_config(&kernel)?)?;
     fits_machine(Prepared {
         test: None,
         subtests: Subtests::Single(String::new()),
@@ -384,6 +405,7 @@ pub fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         cpus: args.cpus.unwrap_or(Cpus::DEFAULT).get(),
         init: guest_init()?,
         root,
+        initrd,
     })
 }
 
@@ -411,7 +433,20 @@ pub fn plan_input(
             .as_deref()
             .and_then(Path::parent)
             .map(Path::to_path_buf),
-        modules_root: p.kernel.modules_root.clone(),
+        modules: shared_modules(p),
+        initrd: p.initrd.clone(),
         init: p.init.clone(),
     }
+}
+
+/// The module tree to share with the guest: none when the guest sees it
+/// already, at the same place, through the host's root.
+fn shared_modules(p: &Prepared) -> Option<PathBuf> {
+    let tree = p.kernel.modules.clone()?;
+    let own = p
+        .kernel
+        .release
+        .as_ref()
+        .is_some_and(|r| tree == Path::new("/lib/modules").join(r));
+    (!(own && p.root == Root::Host)).then_some(tree)
 }

@@ -50,9 +50,10 @@ if [ "$1" != stage2 ]; then
 	mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts 2>/dev/null
 	mount -t tmpfs tmpfs /dev/shm 2>/dev/null
 	mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-	if [ -n "$KTEST_MODULES" ]; then
-		mkdir -p /lib/modules
-		mount -t 9p -o trans=virtio,version=9p2000.L,ro "$KTEST_MODULES" /lib/modules 2>/dev/null
+	# The kernel's own module tree, where modprobe looks for it.
+	if [ -n "$KTEST_MODULES" ] && read -r release </proc/sys/kernel/osrelease; then
+		mkdir -p "/lib/modules/$release"
+		mount -t 9p -o trans=virtio,version=9p2000.L,ro "$KTEST_MODULES" "/lib/modules/$release" 2>/dev/null
 	fi
 	echo ktest >/proc/sys/kernel/hostname
 	ip link set lo up 2>/dev/null

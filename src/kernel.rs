@@ -105,6 +105,7 @@ pub fn from_arg(arg: &Path) -> Result<Kernel> {
         .canonicalize()
         .map_err(|e| Error::infra(format!("{}: {e}", arg.display())))?;
     if meta.is_file() {
+        readable(&arg)?;
         return Ok(around_image(arg));
     }
     let image = IMAGE_CANDIDATES
@@ -119,6 +120,7 @@ pub fn from_arg(arg: &Path) -> Result<Kernel> {
             IMAGE_CANDIDATES.join(", ")
         )));
     };
+    readable(&image)?;
     let mut k = around_image(image);
     if arg.join("vmlinux").is_file() {
         k.vmlinux = Some(arg.join("vmlinux"));
@@ -145,6 +147,18 @@ pub fn from_arg(arg: &Path) -> Result<Kernel> {
             .and_then(|r| crate::modules::tree_in(&arg, Some(r)));
     }
     Ok(k)
+}
+
+/// Refuses an image qemu could not open, before anything starts (exit 5).
+fn readable(image: &Path) -> Result<()> {
+    match std::fs::File::open(image) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::infra(format!(
+            "cannot read {}: permission denied\n  some distributions (Ubuntu) install kernel images readable by root only: copy it somewhere readable, or make it readable (chmod 0644)",
+            image.display()
+        ))),
+        Err(e) => Err(Error::infra(format!("cannot read {}: {e}", image.display()))),
+    }
 }
 
 /// What can be found beside a bare image: `/boot/vmlinuz-R` has
@@ -210,6 +224,41 @@ pub fn parse_config(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// What a kernel's config has of one option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Has {
+    /// `=y`.
+    Builtin,
+    /// `=m`: a module, which the guest must load.
+    Module,
+    /// Any other value (`CONFIG_HZ=250`).
+    Value(String),
+    /// Absent or "is not set".
+    NotSet,
+}
+
+/// What `config` has of option `name` (without `CONFIG_`).
+pub fn has(config: &HashMap<String, String>, name: &str) -> Has {
+    match config.get(name).map(String::as_str) {
+        None => Has::NotSet,
+        Some("y") => Has::Builtin,
+        Some("m") => Has::Module,
+        Some(v) => Has::Value(v.to_string()),
+    }
+}
+
+/// Why `config` does not satisfy `wanted`, in words for a message.
+pub fn unmet_reason(config: &HashMap<String, String>, wanted: &KconfigOption) -> String {
+    let name = &wanted.name;
+    match (has(config, name), wanted.value.as_deref()) {
+        (Has::NotSet, _) => format!("CONFIG_{name} is not set"),
+        (Has::Module, Some(_)) => format!("{wanted}: the kernel has it as a module (=m)"),
+        (Has::Builtin, Some(_)) => format!("{wanted}: the kernel has it built in (=y)"),
+        (Has::Value(v), _) => format!("{wanted}: the kernel has CONFIG_{name}={v}"),
+        (_, None) => format!("CONFIG_{name} is not set"),
+    }
+}
+
 /// The requested options the config does not satisfy. A bare option is
 /// satisfied by `y` or `m`; `NAME=VALUE` needs that exact value.
 pub fn missing_options<'a>(
@@ -261,6 +310,25 @@ mod tests {
         assert_eq!(
             missing,
             vec!["CONFIG_C", "CONFIG_HZ=250", "CONFIG_B=y", "CONFIG_D"]
+        );
+        let reasons: Vec<String> = missing_options(&cfg, &wanted)
+            .iter()
+            .map(|o| unmet_reason(&cfg, o))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "CONFIG_C is not set",
+                "CONFIG_HZ=250: the kernel has CONFIG_HZ=1000",
+                "CONFIG_B=y: the kernel has it as a module (=m)",
+                "CONFIG_D is not set"
+            ]
+        );
+        assert_eq!(has(&cfg, "B"), Has::Module);
+        assert_eq!(has(&cfg, "A"), Has::Builtin);
+        assert_eq!(
+            unmet_reason(&cfg, &opt("A", Some("m"))),
+            "CONFIG_A=m: the kernel has it built in (=y)"
         );
     }
 

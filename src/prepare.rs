@@ -93,23 +93,10 @@ pub fn read_config(kernel: &Kernel) -> Result<Config> {
     Ok(Some((path.clone(), kernel::parse_config(&text))))
 }
 
-/// The options of `wanted` the config does not satisfy, for a message;
-/// `None` when it satisfies all.
-fn unmet(
-    config: &std::collections::HashMap<String, String>,
-    wanted: &[KconfigOption],
-) -> Option<String> {
-    let missing = kernel::missing_options(config, wanted);
-    (!missing.is_empty()).then(|| {
-        missing
-            .iter()
-            .map(|o| o.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    })
-}
-
-/// Checks the test's KCONFIG against the kernel's config, when known.
+/// Checks the test's KCONFIG against the kernel's config, when known: an
+/// option missing or of another value is refused; one that is a module
+/// (a bare `KCONFIG=NAME` on a distribution kernel) passes, with a note
+/// that the test must load it, if the guest gets the kernel's modules.
 fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config) -> Result<()> {
     if spec.kconfig.is_empty() {
         return Ok(());
@@ -126,14 +113,45 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config)
         );
         return Ok(());
     };
-    match unmet(config, &spec.kconfig) {
-        None => Ok(()),
-        Some(missing) => Err(Error::usage(format!(
-            "{}: KCONFIG: the kernel lacks {missing} (config {})\n  rebuild the kernel with them",
+    let unmet = kernel::missing_options(config, &spec.kconfig);
+    if !unmet.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: KCONFIG: {} in {} (config {})\n  rebuild the kernel with them, or run the test on a kernel that has them",
             test.display(),
+            unmet
+                .iter()
+                .map(|o| kernel::unmet_reason(config, o))
+                .collect::<Vec<_>>()
+                .join("; "),
+            kernel.image.display(),
             path.display()
-        ))),
+        )));
     }
+    let modules: Vec<String> = spec
+        .kconfig
+        .iter()
+        .filter(|o| o.value.is_none() && kernel::has(config, &o.name) == kernel::Has::Module)
+        .map(|o| o.to_string())
+        .collect();
+    if modules.is_empty() {
+        return Ok(());
+    }
+    if kernel.modules.is_none() {
+        return Err(Error::usage(format!(
+            "{}: KCONFIG: {} {} a module in {}, and ktest found no module tree to give the guest\n  give --modules DIR (the directory holding modules.dep)",
+            test.display(),
+            modules.join(", "),
+            if modules.len() == 1 { "is" } else { "are" },
+            kernel.image.display()
+        )));
+    }
+    crate::errln!(
+        "ktest: {}: KCONFIG: {} {} a module in this kernel: the test must load it (modprobe)",
+        test.display(),
+        modules.join(", "),
+        if modules.len() == 1 { "is" } else { "are" }
+    );
+    Ok(())
 }
 
 /// How this kernel boots ktest's guest: as it is, when what the guest

@@ -114,6 +114,16 @@ impl ModuleIndex {
         ))
     }
 
+    /// One uncompressed module of the tree (the same one every time), to
+    /// read the release the tree was built for.
+    pub fn sample(&self) -> Option<&str> {
+        self.deps
+            .values()
+            .map(|(path, _)| path.as_str())
+            .filter(|p| p.ends_with(".ko"))
+            .min()
+    }
+
     /// The module names `name` stands for: itself if it is a module or
     /// built in, else what `modules.alias` maps it to.
     fn names(&self, name: &str) -> Vec<String> {
@@ -311,6 +321,7 @@ alias crypto-crc32c crc32c_intel\nalias fs-9p 9p\nalias crypto-crc32c crc32c_gen
             Err(vec!["virtio_blk".to_string(), "nope".to_string()])
         );
         assert_eq!(idx.softdeps["x"], ["a", "b"]);
+        assert_eq!(idx.sample(), Some("kernel/arch/x86/crypto/crc32c-intel.ko"));
     }
 
     #[test]

@@ -166,6 +166,9 @@ fn boot_initrd(kernel: &Kernel, root: &Root, config: &Config) -> Result<Option<P
         ),
         None => None,
     };
+    if let (Some(tree), Some(index), Some(release)) = (&kernel.modules, &index, &kernel.release) {
+        check_tree_release(tree, index, release)?;
+    }
     let decision = guest_needs::decide(config.as_ref().map(|(_, c)| c), index.as_ref(), root)
         .map_err(|e| unbootable(kernel, config, e))?;
     let (Some(tree), Some(index)) = (&kernel.modules, &index) else {
@@ -185,6 +188,25 @@ fn boot_initrd(kernel: &Kernel, root: &Root, config: &Config) -> Result<Option<P
         compression: initramfs::Compression::for_config(config.as_ref().map(|(_, c)| c)),
     };
     initramfs::get(&contents, &initramfs::cache_dir()).map(Some)
+}
+
+/// Refuses a module tree built for another kernel (`--modules` of the
+/// wrong tree): its modules would not load, and the guest would fail to
+/// mount its root or the test to modprobe, far from the cause.
+fn check_tree_release(tree: &Path, index: &ModuleIndex, release: &str) -> Result<()> {
+    let Some(sample) = index.sample() else {
+        return Ok(());
+    };
+    let path = tree.join(sample);
+    let bytes = std::fs::read(&path).context(|| format!("reading {}", path.display()))?;
+    match crate::modules::vermagic_release(&bytes) {
+        Some(built) if built != release => Err(Error::usage(format!(
+            "the module tree {} is for kernel {built}, and the kernel is {release} ({} says so)\n  give --modules the kernel's own module tree",
+            tree.display(),
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The message for a kernel that cannot boot ktest's guest (exit 2).

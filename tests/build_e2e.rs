@@ -4,10 +4,11 @@
 //! kbuild's config targets and build in milliseconds: they cover the
 //! decisions (reuse, configuration keys, make variables, error reports and
 //! exit codes). The real ones build Debian's linux-source-6.1, unpacked in
-//! ~/.cache/ktest by tests/test-kernel.sh, into that tree's .ktest/ — two
-//! configurations, the default, tests/bcache's, tests/kunit's and
-//! tests/fixtures/kernel-log's, about 6 minutes each on 2 cores the first
-//! time and reused by later runs — and boot the results.
+//! ~/.cache/ktest by tests/test-kernel.sh, into that tree's .ktest/ — the
+//! configurations the default, tests/bcache, tests/kunit,
+//! tests/fixtures/kernel-log and a loop module need, about 6 minutes each
+//! on 2 cores the first time and reused by later runs — and boot the
+//! results.
 
 mod common;
 
@@ -391,6 +392,38 @@ fn real_tree_bcache_test_gets_a_kernel_with_bcache() {
     );
     // Each behaviour is its own subtest, run one after another in one VM.
     assert!(t.contains("bcache: 4 passed (4 subtests"), "{t}");
+    s.assert_clean();
+}
+
+#[test]
+fn real_tree_module_option_is_built_installed_and_loaded() {
+    // KCONFIG=NAME=m: ktest builds loop as a module, installs it into the
+    // build directory, and the guest's modprobe finds it there.
+    let s = Sandbox::new();
+    let test = s.script(
+        "loop-module",
+        r#"#!/bin/sh
+if [ "$1" = deps ]; then
+	echo MEM=256M
+	echo KCONFIG=BLK_DEV_LOOP=m
+	exit 0
+fi
+set -e
+! grep -q '^loop ' /proc/modules
+modprobe loop
+grep -q '^loop ' /proc/modules
+truncate -s 32M /tmp/disk
+dev=$(losetup -f --show /tmp/disk)
+mkfs.ext4 -q "$dev"
+mount "$dev" /mnt
+echo data >/mnt/f
+[ "$(cat /mnt/f)" = data ]
+umount /mnt
+echo "loop module ok"
+"#,
+    );
+    let out = run_from_outside(&s, &linux_tree(), &test);
+    check(&out, 0, &["loop module ok", "1 passed"]);
     s.assert_clean();
 }
 

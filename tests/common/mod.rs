@@ -34,6 +34,32 @@ pub fn kernel_dir() -> &'static Path {
     DIR.get_or_init(|| cached("KTEST_TEST_KERNEL", "tests/test-kernel.sh"))
 }
 
+/// Debian's generic kernel, unpacked with its modules (boot/vmlinuz-R,
+/// boot/config-R, lib/modules/R): `$KTEST_DISTRO_KERNEL`, else unpacked
+/// (once, cached) by tests/distro-kernel.sh.
+pub fn distro_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| cached("KTEST_DISTRO_KERNEL", "tests/distro-kernel.sh"))
+}
+
+/// The distribution kernel's release (its `lib/modules` entry).
+pub fn distro_release() -> String {
+    let mut r: Vec<String> = std::fs::read_dir(distro_dir().join("lib/modules"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(r.len(), 1, "one release in {}", distro_dir().display());
+    r.pop().unwrap()
+}
+
+/// The distribution kernel's image, `boot/vmlinuz-RELEASE`.
+pub fn distro_image() -> PathBuf {
+    distro_dir()
+        .join("boot")
+        .join(format!("vmlinuz-{}", distro_release()))
+}
+
 /// The test kernel's bzImage.
 pub fn bzimage() -> PathBuf {
     kernel_dir().join("arch/x86/boot/bzImage")

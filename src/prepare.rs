@@ -222,7 +222,7 @@ fn unbootable(kernel: &Kernel, config: &Config, why: guest_needs::Unbootable) ->
             o.join(", ")
         ),
         NoModules(o) => format!(
-            "{image} has {} as modules{from}, and ktest found no module tree for it ({})\n  give --modules DIR (the directory holding modules.dep), or build the kernel with them built in",
+            "{image} has {} as modules{from}, and ktest found no module tree for it ({})\n  give --modules DIR (the directory holding modules.dep), or build the kernel with them built in (lib/kconfig/ktest.config)",
             o.join(", "),
             match &kernel.release {
                 Some(r) => format!("no /lib/modules/{r}/modules.dep"),

@@ -162,8 +162,10 @@ fn forced_kvm_that_does_not_work_is_an_error() {
 }
 
 #[test]
-fn a_kernel_with_modular_9p_is_refused_before_booting() {
-    // Like a distribution kernel: what the guest needs is only a module.
+fn a_kernel_with_modular_9p_and_no_module_tree_is_refused_before_booting() {
+    // Like a distribution kernel whose modules are not where ktest looks:
+    // what the guest needs is only a module, and there is no tree to load
+    // it from.
     let s = Sandbox::new();
     let k = s.path().join("distro-kernel");
     std::fs::create_dir(&k).unwrap();
@@ -187,8 +189,9 @@ fn a_kernel_with_modular_9p_is_refused_before_booting() {
         out,
         2,
         &[
-            "cannot boot ktest's guest",
-            "CONFIG_9P_FS=y",
+            "has CONFIG_9P_FS as modules",
+            "found no module tree for it",
+            "give --modules DIR",
             "lib/kconfig/ktest.config",
         ],
     );

@@ -61,17 +61,14 @@ pub fn prepare(cli: &Cli) -> Result<Request> {
     if cli.format == Format::Qcow2 {
         tools.push(host::QEMU_IMG);
     }
-    if cli.arch.is_none() {
-        tools.push(host::DPKG);
-    }
+    tools.push(host::DPKG);
     host::require_tools(&tools)?;
     let release = host::resolve_release(cli.release.as_deref())?;
     host::require_known_release(&release, &host::debootstrap_scripts_dir())?;
-    let arch = match &cli.arch {
-        Some(a) => a.clone(),
-        None => host::host_arch()?,
-    };
+    let native = host::host_arch()?;
+    let arch = cli.arch.clone().unwrap_or_else(|| native.clone());
     let plan = Plan::new(&release, &arch, &cli.mirror, &cli.packages).map_err(usage)?;
+    host::require_runnable(&plan.arch, &native)?;
     // The last check, so nothing is created for a build refused above.
     for dir in target::missing_parents(&cli.path)? {
         if target::create_parent(&dir)? {

@@ -162,16 +162,53 @@ pub fn host_arch() -> Result<String> {
         .output()
         .map_err(|e| {
             usage(format!(
-                "cannot run dpkg ({e}); pass --arch, e.g. --arch amd64"
+                "cannot run dpkg ({e}) to learn the host's architecture"
             ))
         })?;
     let arch = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || arch.is_empty() {
         return Err(usage(
-            "dpkg --print-architecture failed; pass --arch, e.g. --arch amd64",
+            "dpkg --print-architecture failed; ktest needs the host's architecture",
         ));
     }
     Ok(arch)
+}
+
+/// qemu-user's name for a Debian architecture, as binfmt-support
+/// registers it (`qemu-aarch64` runs arm64 programs).
+pub fn qemu_user_name(debian_arch: &str) -> &str {
+    match debian_arch {
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        "armhf" | "armel" => "arm",
+        "ppc64el" => "ppc64le",
+        "i386" => "i386",
+        other => other,
+    }
+}
+
+/// Whether programs of `arch` run on this host (`host` being its own
+/// architecture): natively, or through an enabled binfmt_misc entry for
+/// qemu-user in `binfmt_dir` (`/proc/sys/fs/binfmt_misc`). debootstrap
+/// runs the new system's own programs to configure it.
+pub fn can_run(arch: &str, host: &str, binfmt_dir: &Path) -> bool {
+    if arch == host || (host == "amd64" && arch == "i386") {
+        return true;
+    }
+    let entry = binfmt_dir.join(format!("qemu-{}", qemu_user_name(arch)));
+    std::fs::read_to_string(entry).is_ok_and(|t| t.lines().next() == Some("enabled"))
+}
+
+/// Refuses, before anything is created, an image whose programs this host
+/// cannot run.
+pub fn require_runnable(arch: &str, host: &str) -> Result<()> {
+    if can_run(arch, host, Path::new("/proc/sys/fs/binfmt_misc")) {
+        return Ok(());
+    }
+    let q = qemu_user_name(arch);
+    Err(usage(format!(
+        "building an {arch} image on this {host} host runs {arch} programs through qemu-user, and binfmt_misc has no enabled qemu-{q} entry\n  apt-get install qemu-user-static binfmt-support, then: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-{q} (scripts/install-deps.sh does all of this)"
+    )))
 }
 
 /// Where debootstrap keeps its per-release scripts (it honours
@@ -213,6 +250,19 @@ pub fn require_known_release(release: &str, scripts: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_programs_need_an_enabled_binfmt_entry() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(can_run("amd64", "amd64", d.path()));
+        assert!(can_run("i386", "amd64", d.path()));
+        assert!(!can_run("arm64", "amd64", d.path()));
+        std::fs::write(d.path().join("qemu-aarch64"), "disabled\ninterpreter x\n").unwrap();
+        assert!(!can_run("arm64", "amd64", d.path()));
+        std::fs::write(d.path().join("qemu-aarch64"), "enabled\ninterpreter x\n").unwrap();
+        assert!(can_run("arm64", "amd64", d.path()));
+        assert!(!can_run("amd64", "arm64", d.path()));
+    }
 
     #[test]
     fn finds_executables_only() {

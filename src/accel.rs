@@ -9,6 +9,7 @@
 //! on exactly the hosts where real guests hang, so the firmware must run.) The answer is cached in the state
 //! database for the current boot, so the cost is paid once per boot.
 
+use crate::arch::{Arch, Probe};
 use crate::error::{Error, Result};
 use crate::plan::Accel;
 use crate::state::State;
@@ -42,28 +43,83 @@ pub fn probe_boot_sector() -> Vec<u8> {
     sector
 }
 
-/// Runs the probe; `Ok(())` if KVM ran the guest, else why not.
-fn probe(qemu: &Path, scratch_dir: &Path) -> std::result::Result<(), String> {
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        return Err(format!("/dev/kvm: {e}"));
+/// An arm64 kernel Image (the 64-byte header qemu's loader reads, magic
+/// "ARM\x64" at 0x38) whose code calls PSCI SYSTEM_OFF through `hvc`: qemu
+/// exits 0 once the guest ran.
+pub fn probe_arm64_image() -> Vec<u8> {
+    let mut image = vec![0u8; 4096];
+    let words: [(usize, u32); 5] = [
+        (0x00, 0x1400_0010), // b 0x40
+        (0x40, 0xd280_0100), // movz x0, #0x0008
+        (0x44, 0xf2b0_8000), // movk x0, #0x8400, lsl #16: PSCI SYSTEM_OFF
+        (0x48, 0xd400_0002), // hvc #0
+        (0x4c, 0x1400_0000), // b .
+    ];
+    for (at, w) in words {
+        image[at..at + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    image[0x10..0x18].copy_from_slice(&4096u64.to_le_bytes()); // image_size
+    image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    image
+}
+
+/// The probe guest's file and qemu arguments, and the exit status that
+/// says it ran.
+fn probe_guest(arch: &Arch, name: &str) -> (Vec<u8>, Vec<String>, i32) {
+    match arch.probe {
+        Probe::X86BootSector => (
+            probe_boot_sector(),
+            [
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                "-drive",
+                &format!("file={name},format=raw,if=floppy"),
+            ]
+            .map(String::from)
+            .to_vec(),
+            PROBE_EXIT,
+        ),
+        Probe::Arm64Psci => (
+            probe_arm64_image(),
+            ["-kernel", name].map(String::from).to_vec(),
+            0,
+        ),
+    }
+}
+
+/// Runs the probe under `accel`; `Ok(())` if the guest ran, else why not.
+fn probe(
+    arch: &Arch,
+    qemu: &Path,
+    scratch_dir: &Path,
+    accel: &str,
+) -> std::result::Result<(), String> {
+    if accel == "kvm" {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+        {
+            return Err(format!("/dev/kvm: {e}"));
+        }
     }
     let name = format!("kvm-probe-{}.img", std::process::id());
     let disk = scratch_dir.join(&name);
-    std::fs::write(&disk, probe_boot_sector()).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let (file, args, expected) = probe_guest(arch, &name);
+    std::fs::write(&disk, file).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let cpu = if accel == "kvm" {
+        arch.kvm_cpu
+    } else {
+        arch.tcg_cpu
+    };
     let mut cmd = Command::new(qemu);
-    // The floppy by a name relative to qemu's working directory, as the
-    // plan names its files: the user's directory may have commas, which
-    // qemu's option syntax would split on.
+    // The guest's file by a name relative to qemu's working directory, as
+    // the plan names its files: the user's directory may have commas,
+    // which qemu's option syntax would split on.
     cmd.current_dir(scratch_dir)
-        .args(crate::plan::MACHINE)
-        .args(["-accel", "kvm", "-cpu", "host", "-m", "16"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-drive")
-        .arg(format!("file={name},format=raw,if=floppy"))
+        .args(crate::plan::machine(arch))
+        .args(["-no-reboot", "-accel", accel, "-cpu", cpu, "-m", "16"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -74,7 +130,7 @@ fn probe(qemu: &Path, scratch_dir: &Path) -> std::result::Result<(), String> {
             let start = Instant::now();
             loop {
                 match child.try_wait() {
-                    Ok(Some(status)) if status.code() == Some(PROBE_EXIT) => break Ok(()),
+                    Ok(Some(status)) if status.code() == Some(expected) => break Ok(()),
                     Ok(Some(status)) => {
                         let mut err = String::new();
                         if let Some(mut e) = child.stderr.take() {
@@ -121,6 +177,7 @@ fn cache_key(qemu: &Path) -> String {
 /// `verbose`, so the line does not nag on every run of the boot.
 pub fn choose(
     choice: Choice,
+    arch: &Arch,
     qemu: &Path,
     state: &State,
     scratch_dir: &Path,
@@ -129,11 +186,24 @@ pub fn choose(
     if choice == Choice::Tcg {
         return Ok(Accel::Tcg);
     }
+    if !crate::arch::is_host(arch) {
+        let host = crate::arch::host().map_or("another architecture", |h| h.name);
+        if choice == Choice::Kvm {
+            return Err(Error::usage(format!(
+                "KVM runs guests of the host's own architecture ({host}) only, and this guest is {}\n  use --accel tcg (or auto)",
+                arch.name
+            )));
+        }
+        if verbose {
+            crate::errln!("ktest: using TCG: an {} guest on an {host} host", arch.name);
+        }
+        return Ok(Accel::Tcg);
+    }
     let key = cache_key(qemu);
     let (verdict, probed) = match state.probe(&key) {
         Some(v) => (v, false),
         None => {
-            let v = match probe(qemu, scratch_dir) {
+            let v = match probe(arch, qemu, scratch_dir, "kvm") {
                 Ok(()) => "ok".to_string(),
                 Err(why) => why,
             };
@@ -177,6 +247,32 @@ fn tcg_note(verdict: &str, probed: bool, verbose: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arm64_probe_image() {
+        let i = probe_arm64_image();
+        assert_eq!(crate::arch::of_image(&i), Some(&crate::arch::ARM64));
+        assert_eq!(&i[0x44..0x48], &0xf2b0_8000u32.to_le_bytes());
+    }
+
+    /// The probe guests really run and exit as expected, under TCG where
+    /// KVM is not to be had: the part of the probe that does not depend
+    /// on the accelerator.
+    #[test]
+    fn probe_guests_run_under_tcg() {
+        for arch in crate::arch::ALL {
+            let Ok(qemu) = which::which(arch.qemu) else {
+                let _ = crate::prereq::require(
+                    false,
+                    arch.qemu,
+                    &format!("apt-get install {}", arch.qemu_package),
+                );
+                continue;
+            };
+            let t = tempfile::tempdir().unwrap();
+            assert_eq!(probe(arch, &qemu, t.path(), "tcg"), Ok(()), "{}", arch.name);
+        }
+    }
 
     #[test]
     fn boot_sector() {

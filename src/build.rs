@@ -11,6 +11,7 @@ mod inputs;
 pub mod kconfig;
 mod make;
 mod modules;
+use crate::arch::Arch;
 pub use inputs::fnv1a64;
 pub use modules::release;
 mod progress;
@@ -29,10 +30,6 @@ use kconfig::{Request, Setting};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
-
-/// What every ktest kernel needs on top of its base configuration. Built
-/// into the binary so an installed ktest needs no data files.
-pub const KTEST_FRAGMENT: &str = include_str!("../lib/kconfig/ktest.config");
 
 /// Where the build directories go inside the source tree.
 const BUILD_SUBDIR: &str = ".ktest/build";
@@ -58,6 +55,8 @@ struct Plan {
     settings: Vec<Setting>,
     requests: Vec<Request>,
     show: Show,
+    /// The architecture built for.
+    arch: &'static Arch,
 }
 
 impl Plan {
@@ -94,17 +93,23 @@ fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Resul
         }
         Base::Target(_) => None,
     };
-    let fragment = kconfig::parse_fragment(KTEST_FRAGMENT)
+    let user_vars = make::merge_vars(&file.make_vars, &opts.make_vars).map_err(Error::usage)?;
+    let arch = arch_for(opts, file, &user_vars)?;
+    let native = crate::arch::host().map_or(arch == &crate::arch::X86_64, |h| h == arch);
+    let mut vars = user_vars.clone();
+    vars.extend(crate::arch::make_vars(arch, &user_vars, native));
+    vars.sort();
+    check_compiler(arch, &vars)?;
+    let fragment = kconfig::parse_fragment(arch.fragment)
         .map_err(|e| Error::infra(format!("ktest's built-in Kconfig fragment: {e}")))?;
     let test: Vec<Setting> = kconfig.iter().map(Setting::from_option).collect();
     let test = kconfig::resolve(&[&test]);
-    let vars = make::merge_vars(&file.make_vars, &opts.make_vars).map_err(Error::usage)?;
     let jobs = match opts.jobs.or(file.jobs) {
         Some(0) => return Err(Error::usage("--jobs must be at least 1")),
         Some(j) => j,
         None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
     };
-    let inputs = Inputs::new(base, base_digest, KTEST_FRAGMENT, &fragment, &test, &vars);
+    let inputs = Inputs::new(base, base_digest, arch.fragment, &fragment, &test, &vars);
     let root = file
         .build_dir
         .clone()
@@ -127,7 +132,59 @@ fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Resul
         settings: kconfig::resolve(&[&fragment, &test]),
         requests: kconfig::requests(&fragment, kconfig),
         show,
+        arch,
     })
+}
+
+/// The architecture of a build: `--arch`, else `.ktest.toml`'s `arch`,
+/// else what a user's `ARCH` make variable names, else the host's.
+fn arch_for(
+    opts: &BuildOpts,
+    file: &FileConfig,
+    vars: &[(String, String)],
+) -> Result<&'static Arch> {
+    let from_var = match make::var(vars, "ARCH") {
+        None => None,
+        Some(v) => Some(crate::arch::from_make_arch(v).ok_or_else(|| {
+            Error::usage(format!(
+                "ARCH={v}: ktest builds and boots {} only",
+                crate::arch::ALL
+                    .iter()
+                    .map(|a| a.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?),
+    };
+    let chosen = opts.arch.or(file.arch);
+    if let (Some(c), Some(v)) = (chosen, from_var) {
+        if c != v {
+            return Err(Error::usage(format!(
+                "the build is for {} (--arch or arch in .ktest.toml), and the make variable ARCH says {}\n  drop one of them",
+                c.name, v.name
+            )));
+        }
+    }
+    Ok(chosen
+        .or(from_var)
+        .or_else(crate::arch::host)
+        .unwrap_or(&crate::arch::X86_64))
+}
+
+/// Refuses, before configuring, a cross build whose compiler is missing.
+fn check_compiler(arch: &Arch, vars: &[(String, String)]) -> Result<()> {
+    if make::var(vars, "LLVM").is_some() {
+        return Ok(());
+    }
+    let gcc = format!("{}gcc", make::var(vars, "CROSS_COMPILE").unwrap_or(""));
+    if which::which(&gcc).is_ok() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "building for {} needs {gcc}, and it is not in PATH\n  install it (Debian: apt-get install {}), or build with clang: -m LLVM=1",
+        arch.name,
+        if make::var(vars, "CROSS_COMPILE").is_some() { arch.cross_package } else { "gcc" }
+    )))
 }
 
 /// An exclusive lock on a build directory, held while it is configured and
@@ -411,23 +468,9 @@ fn update_last_link(plan: &Plan) {
     }
 }
 
-/// The image kbuild made: bzImage on x86, else whatever `image_name` says.
-fn image(plan: &Plan, log: &mut std::fs::File) -> Result<PathBuf> {
-    if make::is_x86(&plan.vars) {
-        return Ok(plan.dir.join("arch/x86/boot/bzImage"));
-    }
-    let out = std::process::Command::new(exec::MAKE)
-        .args(plan.make_args(false, &[], &["-s", "image_name"]))
-        .output()
-        .context(|| "make image_name".into())?;
-    let _ = std::io::Write::write_all(log, &out.stdout);
-    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || name.is_empty() {
-        return Err(Error::infra(
-            "make image_name did not name the kernel image",
-        ));
-    }
-    Ok(plan.dir.join(name))
+/// The image kbuild made: the architecture's boot image.
+fn image(plan: &Plan) -> PathBuf {
+    plan.dir.join(plan.arch.image)
 }
 
 /// Configures (if needed) and builds; installs modules when stale.
@@ -489,7 +532,7 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
             }
         }
     }
-    let image = image(plan, &mut log)?;
+    let image = image(plan);
     if !image.is_file() {
         return Err(Error::new(
             Code::BuildFailed,
@@ -516,6 +559,7 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
         build_dir: Some(plan.dir.clone()),
         modules,
         release,
+        arch: Some(plan.arch),
     })
 }
 
@@ -523,12 +567,6 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
 /// directory or `--kernel-src`) with the options the test declared.
 pub fn kernel_for_run(opts: &BuildOpts, kconfig: &[KconfigOption]) -> Result<Kernel> {
     let plan = plan(opts, config_file::get()?, kconfig)?;
-    if !make::is_x86(&plan.vars) {
-        return Err(Error::usage(format!(
-            "ktest boots x86_64 guests only, and ARCH={} was asked for; build it with ktest build",
-            make::var(&plan.vars, "ARCH").unwrap_or_default()
-        )));
-    }
     build_planned(&plan)
 }
 

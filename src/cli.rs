@@ -138,6 +138,16 @@ pub struct BuildOpts {
     /// Show the full build log.
     #[arg(long)]
     pub build_log: bool,
+
+    /// The guest's architecture: x86_64 or arm64 (default: `arch` in
+    /// .ktest.toml, else the kernel's, else the host's). A build for another
+    /// architecture than the host's cross-compiles.
+    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    pub arch: Option<&'static crate::arch::Arch>,
+}
+
+fn parse_arch(s: &str) -> Result<&'static crate::arch::Arch, String> {
+    crate::arch::parse(s)
 }
 
 /// Options of `ktest build`, `oldconfig` and `config`.

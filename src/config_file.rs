@@ -32,6 +32,7 @@ struct Raw {
     db: Option<PathBuf>,
     history_runs: Option<u32>,
     vms: Option<VmCount>,
+    arch: Option<String>,
 }
 
 /// The defaults a `.ktest.toml` gave, with paths made absolute. Everything
@@ -63,6 +64,8 @@ pub struct FileConfig {
     pub history_runs: Option<u32>,
     /// VMs at once for `ktest run` (`--vms`).
     pub vms: Option<VmCount>,
+    /// The guest architecture (`--arch`).
+    pub arch: Option<&'static crate::arch::Arch>,
 }
 
 /// Where the file is: `cwd/.ktest.toml`, else `.ktest.toml` at the root of
@@ -188,6 +191,9 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
             }
         };
         cfg.make_vars.push((name, value));
+    }
+    if let Some(a) = raw.arch {
+        cfg.arch = Some(crate::arch::parse(&a).map_err(|e| key_err("arch", e))?);
     }
     if let Some(a) = raw.accel {
         use clap::ValueEnum;

@@ -125,10 +125,14 @@ pub struct Session {
     pub term: Option<String>,
     /// The user's terminal size (rows, columns), for that shell.
     pub size: Option<(u16, u16)>,
+    /// The guest's serial console device (`ttyS0`, `ttyAMA0`): the
+    /// shell's terminal.
+    pub console: String,
 }
 
 /// The shell assignments lib/guest/init.sh reads for a `Session`:
-/// `ktest_ssh_*`, `ktest_shell`, `ktest_term`, `ktest_rows`, `ktest_cols`.
+/// `ktest_ssh_*`, `ktest_shell`, `ktest_console`, `ktest_term`,
+/// `ktest_rows`, `ktest_cols`.
 pub fn session_env(s: &Session) -> String {
     let mut env = match &s.ssh {
         Ok(assignments) => assignments.clone(),
@@ -136,6 +140,10 @@ pub fn session_env(s: &Session) -> String {
     };
     if s.shell {
         env.push_str("ktest_shell=1\n");
+        env.push_str(&format!(
+            "ktest_console={}\n",
+            shell_words::quote(&s.console)
+        ));
         if let Some(term) = &s.term {
             env.push_str(&format!("ktest_term={}\n", shell_words::quote(term)));
         }
@@ -217,23 +225,25 @@ mod tests {
             shell: true,
             term: Some("xterm-256color".into()),
             size: Some((40, 120)),
+            console: "ttyAMA0".into(),
         });
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "{env}\nprintf '%s|' \"$ktest_ssh_unavailable\" \"$ktest_shell\" \"$ktest_term\" \"$ktest_rows\" \"$ktest_cols\""
+                "{env}\nprintf '%s|' \"$ktest_ssh_unavailable\" \"$ktest_shell\" \"$ktest_console\" \"$ktest_term\" \"$ktest_rows\" \"$ktest_cols\""
             ))
             .output()
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "no ssh-keygen; it's missing|1|xterm-256color|40|120|"
+            "no ssh-keygen; it's missing|1|ttyAMA0|xterm-256color|40|120|"
         );
         let quiet = session_env(&Session {
             ssh: Ok("ktest_ssh_authorized=k\n".into()),
             shell: false,
             term: Some("xterm".into()),
             size: None,
+            console: "ttyS0".into(),
         });
         assert_eq!(quiet, "ktest_ssh_authorized=k\n");
     }

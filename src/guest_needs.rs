@@ -3,6 +3,7 @@
 //! that loads the module, src/initramfs.rs), or not at all (then it cannot
 //! boot ktest's guest, and ktest says so before booting). Pure.
 
+use crate::arch::Arch;
 use crate::modules::{Found, ModuleIndex};
 use crate::plan::Root;
 use std::collections::HashMap;
@@ -35,11 +36,11 @@ const fn need(option: &'static str, module: Option<&'static str>, roots: Roots) 
     }
 }
 
-/// In the order the modules load: transports before what uses them.
+/// In the order the modules load: transports before what uses them. The
+/// serial console, whose option is the architecture's, comes first.
 const NEEDS: &[Need] = &[
     need("DEVTMPFS", None, Roots::All),
     need("TMPFS", None, Roots::All),
-    need("SERIAL_8250_CONSOLE", None, Roots::All),
     need("VIRTIO_PCI", Some("virtio_pci"), Roots::All),
     need("VIRTIO_CONSOLE", Some("virtio_console"), Roots::All),
     need("NET_9P", Some("9pnet"), Roots::All),
@@ -78,15 +79,19 @@ pub struct Decision {
 /// it, else from its module tree, else it is taken to be built in (ktest
 /// knows nothing better, and the guest says what failed if it is not).
 pub fn decide(
+    arch: &Arch,
     config: Option<&HashMap<String, String>>,
     tree: Option<&ModuleIndex>,
     root: &Root,
 ) -> Result<Decision, Unbootable> {
-    let wanted = NEEDS.iter().filter(|n| match n.roots {
-        Roots::All => true,
-        Roots::Host => *root == Root::Host,
-        Roots::Image => *root != Root::Host,
-    });
+    let console = need(arch.console_option, None, Roots::All);
+    let wanted = std::iter::once(&console)
+        .chain(NEEDS)
+        .filter(|n| match n.roots {
+            Roots::All => true,
+            Roots::Host => *root == Root::Host,
+            Roots::Image => *root != Root::Host,
+        });
     let (mut missing, mut modules) = (Vec::new(), Vec::new());
     for n in wanted {
         let found = match (config, n.module) {
@@ -137,6 +142,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::{ARM64, X86_64};
     use crate::plan::ImageFormat;
 
     fn config(text: &str) -> HashMap<String, String> {
@@ -169,16 +175,45 @@ kernel/drivers/net/virtio_net.ko:\n";
     #[test]
     fn a_ktest_kernel_needs_nothing_loaded() {
         let c = config(&(BUILTIN.to_string() + &DEBIAN.replace("=m", "=y")));
-        assert_eq!(decide(Some(&c), None, &Root::Host), Ok(Decision::default()));
+        assert_eq!(
+            decide(&X86_64, Some(&c), None, &Root::Host),
+            Ok(Decision::default())
+        );
         // Nothing known: taken as built in, as before ktest knew modules.
-        assert_eq!(decide(None, None, &image()), Ok(Decision::default()));
+        assert_eq!(
+            decide(&X86_64, None, None, &image()),
+            Ok(Decision::default())
+        );
+    }
+
+    #[test]
+    fn the_console_needed_is_the_architectures() {
+        let all = DEBIAN.replace("=m", "=y");
+        let x86 = config(&(BUILTIN.to_string() + &all));
+        let arm = config(&(BUILTIN.replace("8250", "AMBA_PL011") + &all));
+        assert_eq!(
+            decide(&ARM64, Some(&arm), None, &image()),
+            Ok(Decision::default())
+        );
+        assert_eq!(
+            decide(&ARM64, Some(&x86), None, &image()),
+            Err(Unbootable::Missing(vec![
+                "CONFIG_SERIAL_AMBA_PL011_CONSOLE".into()
+            ]))
+        );
+        assert_eq!(
+            decide(&X86_64, Some(&arm), None, &image()),
+            Err(Unbootable::Missing(vec![
+                "CONFIG_SERIAL_8250_CONSOLE".into()
+            ]))
+        );
     }
 
     #[test]
     fn a_distribution_kernel_loads_what_its_root_needs() {
         let c = config(&(BUILTIN.to_string() + DEBIAN));
         let t = tree(MODULES);
-        let host = decide(Some(&c), Some(&t), &Root::Host).unwrap();
+        let host = decide(&X86_64, Some(&c), Some(&t), &Root::Host).unwrap();
         assert_eq!(
             host.modules,
             [
@@ -191,11 +226,11 @@ kernel/drivers/net/virtio_net.ko:\n";
                 "virtio_net"
             ]
         );
-        let img = decide(Some(&c), Some(&t), &image()).unwrap();
+        let img = decide(&X86_64, Some(&c), Some(&t), &image()).unwrap();
         assert!(img.modules.contains(&"virtio_blk") && img.modules.contains(&"ext4"));
         assert!(!img.modules.contains(&"overlay"));
         // Without a config, the tree tells.
-        assert_eq!(decide(None, Some(&t), &Root::Host).unwrap(), host);
+        assert_eq!(decide(&X86_64, None, Some(&t), &Root::Host).unwrap(), host);
     }
 
     #[test]
@@ -203,28 +238,28 @@ kernel/drivers/net/virtio_net.ko:\n";
         // Debian's cloud kernel: no 9p at all.
         let cloud = config(&(BUILTIN.to_string() + &DEBIAN.replace("CONFIG_NET_9P=m\n", "")));
         assert_eq!(
-            decide(Some(&cloud), Some(&tree(MODULES)), &Root::Host),
+            decide(&X86_64, Some(&cloud), Some(&tree(MODULES)), &Root::Host),
             Err(Unbootable::Missing(vec!["CONFIG_NET_9P".into()]))
         );
         let c = config(&(BUILTIN.to_string() + DEBIAN));
         assert!(matches!(
-            decide(Some(&c), None, &Root::Host),
+            decide(&X86_64, Some(&c), None, &Root::Host),
             Err(Unbootable::NoModules(o)) if o.len() == 7
         ));
         let partial = tree("kernel/drivers/virtio/virtio_pci.ko:\n");
         assert!(matches!(
-            decide(Some(&c), Some(&partial), &Root::Host),
+            decide(&X86_64, Some(&c), Some(&partial), &Root::Host),
             Err(Unbootable::NotInTree(o)) if o[0] == "CONFIG_VIRTIO_CONSOLE"
         ));
         let c = config(&(BUILTIN.replace("CONFIG_BLK_DEV_INITRD=y", "") + DEBIAN));
         assert_eq!(
-            decide(Some(&c), Some(&tree(MODULES)), &Root::Host),
+            decide(&X86_64, Some(&c), Some(&tree(MODULES)), &Root::Host),
             Err(Unbootable::Missing(vec!["CONFIG_BLK_DEV_INITRD".into()]))
         );
         // A bool option cannot be a module.
         let c = config(&(BUILTIN.replace("DEVTMPFS=y", "DEVTMPFS=m") + DEBIAN));
         assert_eq!(
-            decide(Some(&c), Some(&tree(MODULES)), &Root::Host),
+            decide(&X86_64, Some(&c), Some(&tree(MODULES)), &Root::Host),
             Err(Unbootable::Missing(vec!["CONFIG_DEVTMPFS".into()]))
         );
     }
@@ -232,7 +267,7 @@ kernel/drivers/net/virtio_net.ko:\n";
     #[test]
     fn no_network_driver_is_no_reason_to_refuse() {
         let c = config(&(BUILTIN.to_string() + &DEBIAN.replace("CONFIG_VIRTIO_NET=m\n", "")));
-        let d = decide(Some(&c), Some(&tree(MODULES)), &Root::Host).unwrap();
+        let d = decide(&X86_64, Some(&c), Some(&tree(MODULES)), &Root::Host).unwrap();
         assert!(!d.modules.contains(&"virtio_net"));
     }
 }

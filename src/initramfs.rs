@@ -295,8 +295,9 @@ pub fn is_static_elf(head: &[u8]) -> bool {
     })
 }
 
-/// The static busybox: `$KTEST_BUSYBOX`, else `busybox` in PATH.
-pub fn find_busybox() -> Result<PathBuf> {
+/// The static busybox for a guest of `arch`: `$KTEST_BUSYBOX`, else
+/// `busybox` in PATH (which is the host's architecture's).
+pub fn find_busybox(arch: &crate::arch::Arch) -> Result<PathBuf> {
     let how =
         "install a static busybox (Debian: apt-get install busybox-static) or set KTEST_BUSYBOX";
     let path = match std::env::var_os("KTEST_BUSYBOX") {
@@ -314,11 +315,22 @@ pub fn find_busybox() -> Result<PathBuf> {
     head.truncate(n);
     if !is_static_elf(&head) {
         return Err(Error::infra(format!(
-            "{} is not a statically linked x86_64 program, and the initramfs has no libraries\n  {how}",
+            "{} is not a statically linked program, and the initramfs has no libraries\n  {how}",
             path.display()
         )));
     }
-    Ok(path)
+    match crate::arch::of_elf(&head) {
+        Some(a) if a.name == arch.name => Ok(path),
+        found => Err(Error::infra(format!(
+            "{} is {} program, and this {} kernel's initramfs needs an {} busybox\n  set KTEST_BUSYBOX to a static {} busybox (Debian: busybox-static:{} from the archive)",
+            path.display(),
+            found.map_or("another architecture's".to_string(), |a| format!("an {}", a.name)),
+            arch.name,
+            arch.name,
+            arch.name,
+            arch.debian
+        ))),
+    }
 }
 
 #[cfg(test)]

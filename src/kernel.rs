@@ -24,11 +24,14 @@ pub struct Kernel {
     pub modules: Option<PathBuf>,
     /// The kernel release (`uname -r` in the guest), if known.
     pub release: Option<String>,
+    /// Its architecture, if known (from its header, or what it was built for).
+    pub arch: Option<&'static crate::arch::Arch>,
 }
 
 /// Where an image may sit inside a directory given with `--kernel`.
 const IMAGE_CANDIDATES: &[&str] = &[
     "arch/x86/boot/bzImage",
+    "arch/arm64/boot/Image",
     "boot/vmlinuz",
     "vmlinuz",
     "bzImage",
@@ -170,6 +173,7 @@ fn around_image(image: PathBuf) -> Kernel {
     let named = name.strip_prefix("vmlinuz-").map(String::from);
     let mut k = Kernel {
         release: read_release(&image).or_else(|| named.clone()),
+        arch: crate::arch::of_image_file(&image),
         image: image.clone(),
         ..Kernel::default()
     };

@@ -96,6 +96,7 @@ fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
         shell: l.interactive.is_some(),
         term: std::env::var("TERM").ok(),
         size: crate::terminal::size(),
+        console: p.arch.console.to_string(),
     }));
     write_private(&vm_dir.join(names::ENV), env.as_bytes(), 0o600)?;
     // The share is read-only in the guest; the library and the kernel's
@@ -115,6 +116,9 @@ fn populate(p: &Prepared, l: &Launch, vm_dir: &Path, log: &Path) -> Result<()> {
     }
     let text = format!("{}\n", log.display());
     write_private(&vm_dir.join(names::LOG), text.as_bytes(), 0o600)?;
+    // For `ktest gdb` and `ktest sysrq`, which drive the VM by its arch.
+    let text = format!("{}\n", p.arch.name);
+    write_private(&vm_dir.join(names::ARCH), text.as_bytes(), 0o600)?;
     write_private(
         &vm_dir.join(names::PID),
         format!("{}\n", std::process::id()).as_bytes(),
@@ -251,7 +255,14 @@ pub fn launch(
     // Held until every attempt's VM directory is gone again: no other
     // ktest, whatever database it uses, can touch that directory meanwhile.
     let claim = vmlock::claim(&ktest_dir)?;
-    let accel = accel::choose(l.accel, &p.qemu, &State::open(db)?, &ktest_dir, l.verbose)?;
+    let accel = accel::choose(
+        l.accel,
+        p.arch,
+        &p.qemu,
+        &State::open(db)?,
+        &ktest_dir,
+        l.verbose,
+    )?;
     let mut attempt = 1;
     loop {
         let observed = boot_once(State::open(db)?, &cwd, &claim, p, l, accel, sink)?;

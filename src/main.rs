@@ -4,6 +4,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod accel;
+mod arch;
 mod attach;
 mod build;
 mod cli;

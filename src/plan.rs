@@ -6,6 +6,7 @@
 //! socket and scratch file is named relative to it, so the 108-byte limit on
 //! unix socket paths never depends on how deep the user's tree is.
 
+use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 
 /// Which accelerator qemu uses.
@@ -69,6 +70,8 @@ pub mod names {
     pub const VMLINUX: &str = "vmlinux.path";
     /// The path of the console log (for `ktest ssh` and `ktest sysrq`).
     pub const LOG: &str = "log.path";
+    /// The guest's architecture (`Arch::name`).
+    pub const ARCH: &str = "arch";
     /// The virtio-serial port name the guest writes its verdict to.
     pub const RESULT_PORT: &str = "ktest.result";
     /// The virtio-serial port name the test's output goes to.
@@ -102,6 +105,8 @@ pub mod names {
 /// Everything the plan depends on.
 #[derive(Debug, Clone)]
 pub struct PlanInput {
+    /// The guest's architecture.
+    pub arch: &'static Arch,
     /// The qemu binary.
     pub qemu: PathBuf,
     /// Kernel image (absolute).
@@ -156,79 +161,83 @@ impl VmPlan {
     }
 }
 
-/// The machine every ktest qemu runs, the accelerator probe's included: no
-/// default devices, no user configuration, no display, the `pc` machine.
-pub const MACHINE: [&str; 6] = [
-    "-nodefaults",
-    "-no-user-config",
-    "-display",
-    "none",
-    "-machine",
-    "pc",
-];
+/// What every ktest qemu has, the accelerator probe's included: no default
+/// devices, no user configuration, no display, and the architecture's
+/// machine.
+pub fn machine(arch: &Arch) -> Vec<String> {
+    [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-machine",
+        arch.machine,
+    ]
+    .map(String::from)
+    .to_vec()
+}
 
 fn machine_args(input: &PlanInput) -> Vec<String> {
-    let accel = match input.accel {
-        Accel::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
-        // qemu64 plus RDRAND, which TCG emulates from the host's RNG: with
-        // random.trust_cpu=on the guest's RNG is ready at once instead of
-        // seconds into the boot (sshd and anything else calling getrandom
-        // would wait for it).
-        Accel::Tcg => vec!["-accel", "tcg", "-cpu", "qemu64,+rdrand"],
+    let cpu = match input.accel {
+        Accel::Kvm => ["-accel", "kvm", "-cpu", input.arch.kvm_cpu],
+        Accel::Tcg => ["-accel", "tcg", "-cpu", input.arch.tcg_cpu],
     };
-    let mut v: Vec<String> = MACHINE
-        .iter()
-        // The guest reboots (sysrq-b, panic=-1) to end the run; qemu must exit.
-        .chain(&["-no-reboot"])
-        .chain(accel.iter())
-        .map(|s| s.to_string())
-        .collect();
+    let mut v = machine(input.arch);
+    // The guest reboots (sysrq-b, panic=-1) to end the run; qemu must exit.
+    v.push("-no-reboot".into());
+    v.extend(cpu.map(String::from));
     v.extend([
         "-m".into(),
         format!("{}M", input.mem >> 20),
         "-smp".into(),
         input.cpus.to_string(),
     ]);
+    if let Some(keyboard) = input.arch.keyboard_device {
+        v.extend(["-device".into(), keyboard.into()]);
+    }
     v
 }
 
-fn chardev_args() -> Vec<String> {
+fn chardev_args(arch: &Arch) -> Vec<String> {
     use names::*;
-    [
-        format!("socket,id=con,path={CONSOLE}"),
-        format!("socket,id=kgdb,path={KGDB},server=on,wait=off"),
+    let mut chardevs = vec![format!("socket,id=con,path={CONSOLE}")];
+    let mut serials = vec!["-serial", "chardev:con"];
+    // kgdb's serial port, where the machine has a second one.
+    if arch.kgdb_serial.is_some() {
+        chardevs.push(format!("socket,id=kgdb,path={KGDB},server=on,wait=off"));
+        serials.extend(["-serial", "chardev:kgdb"]);
+    }
+    chardevs.extend([
         format!("socket,id=mon,path={MONITOR},server=on,wait=off"),
         format!("socket,id=qmp,path={QMP},server=on,wait=off"),
         format!("socket,id=gdb,path={GDB},server=on,wait=off"),
         format!("socket,id=result,path={RESULT}"),
         format!("socket,id=output,path={OUTPUT}"),
-    ]
-    .into_iter()
-    .flat_map(|c| ["-chardev".to_string(), c])
-    .chain(
-        [
-            "-serial",
-            "chardev:con",
-            "-serial",
-            "chardev:kgdb",
-            "-mon",
-            "chardev=mon,mode=readline",
-            "-mon",
-            "chardev=qmp,mode=control",
-            "-gdb",
-            "chardev:gdb",
-            "-device",
-            "virtio-serial-pci,id=vser",
-        ]
-        .map(String::from),
-    )
-    .chain([
-        "-device".to_string(),
-        format!("virtserialport,bus=vser.0,chardev=result,name={RESULT_PORT}"),
-        "-device".to_string(),
-        format!("virtserialport,bus=vser.0,chardev=output,name={OUTPUT_PORT}"),
-    ])
-    .collect()
+    ]);
+    chardevs
+        .into_iter()
+        .flat_map(|c| ["-chardev".to_string(), c])
+        .chain(serials.into_iter().map(String::from))
+        .chain(
+            [
+                "-mon",
+                "chardev=mon,mode=readline",
+                "-mon",
+                "chardev=qmp,mode=control",
+                "-gdb",
+                "chardev:gdb",
+                "-device",
+                "virtio-serial-pci,id=vser",
+            ]
+            .map(String::from),
+        )
+        .chain([
+            "-device".to_string(),
+            format!("virtserialport,bus=vser.0,chardev=result,name={RESULT_PORT}"),
+            "-device".to_string(),
+            format!("virtserialport,bus=vser.0,chardev=output,name={OUTPUT_PORT}"),
+        ])
+        .collect()
 }
 
 /// A host path as the value of a qemu option (`path=`, `file=`): qemu's
@@ -325,10 +334,15 @@ fn kparam(key: &str, value: &str) -> String {
 pub fn cmdline(input: &PlanInput) -> String {
     let mut p: Vec<String> = vec![
         names::GUEST_MARKER.into(),
-        "console=ttyS0".into(),
-        // kgdb talks over the second serial port (kgdb.sock) for `ktest kgdb`.
-        "kgdboc=ttyS1".into(),
-        // See machine_args: RDRAND seeds the RNG at boot.
+        format!("console={}", input.arch.console),
+    ];
+    // kgdb talks over the second serial port (kgdb.sock) for `ktest kgdb`.
+    if let Some(port) = input.arch.kgdb_serial {
+        p.push(format!("kgdboc={port}"));
+    }
+    p.extend([
+        // The TCG CPUs (arch.rs) have a hardware RNG that seeds the
+        // kernel's at boot.
         "random.trust_cpu=on".into(),
         // Crash fast: an oops panics, a panic reboots, and qemu -no-reboot exits.
         "panic=-1".into(),
@@ -338,14 +352,8 @@ pub fn cmdline(input: &PlanInput) -> String {
         // log through /dev/kmsg, which by default drops all but 10 lines
         // per 5 s.
         "printk.devkmsg=on".into(),
-        // Routing PCI interrupts through ACPI's AML costs ~0.2 s per device
-        // under TCG; the legacy PIRQ table is instant and just as correct.
-        "acpi=noirq".into(),
-        // No PS/2 mouse: without an initramfs the kernel waits for the
-        // i8042 aux port's probe before it mounts the root, ~0.4 s under
-        // TCG. The keyboard stays: `ktest sysrq` types alt-sysrq-KEY on it.
-        "i8042.noaux".into(),
-    ];
+    ]);
+    p.extend(input.arch.cmdline.iter().map(|w| w.to_string()));
     match (&input.root, &input.initrd) {
         (Root::Host, None) => {
             p.extend(["root=/dev/root", "rootfstype=9p", "ro"].map(String::from));
@@ -390,8 +398,9 @@ pub fn cmdline(input: &PlanInput) -> String {
     p.join(" ")
 }
 
-/// The longest kernel command line the x86 kernel takes: COMMAND_LINE_SIZE
-/// is 2048 bytes with the terminating NUL. Longer ones are cut silently.
+/// The longest kernel command line the kernel takes: COMMAND_LINE_SIZE is
+/// 2048 bytes with the terminating NUL on x86 and arm64. Longer ones are
+/// cut silently.
 pub const CMDLINE_MAX: usize = 2047;
 
 /// Why a plan cannot boot as planned; found before anything starts.
@@ -449,7 +458,7 @@ pub fn plan(input: &PlanInput) -> VmPlan {
     if let Some(initrd) = &input.initrd {
         args.extend(["-initrd".into(), initrd.to_string_lossy().into_owned()]);
     }
-    args.extend(chardev_args());
+    args.extend(chardev_args(input.arch));
     if input.root == Root::Host {
         args.extend(share("root", Path::new("/"), "/dev/root"));
     }
@@ -490,6 +499,7 @@ mod tests {
 
     fn input() -> PlanInput {
         PlanInput {
+            arch: &crate::arch::X86_64,
             qemu: "qemu-system-x86_64".into(),
             kernel: "/k/bzImage".into(),
             mem: 512 << 20,
@@ -588,6 +598,33 @@ mod tests {
             .iter()
             .any(|d| d.ends_with("chardev=output,name=ktest.output")));
         assert!(chardevs.iter().filter(|c| c.contains("server=on")).count() == 4);
+    }
+
+    #[test]
+    fn arm64_boots_the_virt_machine_on_its_console() {
+        let mut i = input();
+        i.arch = &crate::arch::ARM64;
+        i.qemu = "qemu-system-aarch64".into();
+        i.root = Root::Image {
+            path: "/img".into(),
+            format: ImageFormat::Raw,
+        };
+        let p = plan(&i);
+        assert_eq!(pairs(&p, "-machine"), vec!["virt"]);
+        assert_eq!(pairs(&p, "-cpu"), vec!["max,pauth-impdef=on"]);
+        assert!(p.cmdline.contains(" console=ttyAMA0 "), "{}", p.cmdline);
+        for x86 in ["ttyS", "kgdboc", "acpi=", "i8042"] {
+            assert!(!p.cmdline.contains(x86), "{x86} in {}", p.cmdline);
+        }
+        // One serial port: the console; no kgdb socket.
+        assert_eq!(pairs(&p, "-serial"), vec!["chardev:con"]);
+        assert!(!pairs(&p, "-chardev").iter().any(|c| c.contains("kgdb")));
+        assert!(p.cmdline.contains("root=/dev/vda"));
+        // virt has no keyboard for sysrq: ktest adds one (x86's pc has one).
+        assert!(pairs(&p, "-device").contains(&"virtio-keyboard-pci".to_string()));
+        assert!(!pairs(&plan(&input()), "-device")
+            .iter()
+            .any(|d| d.contains("keyboard")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! whether this machine and kernel can take the VM at all. Shared by
 //! `ktest run` and `ktest boot`; nothing here starts a VM.
 
+use crate::arch::Arch;
 use crate::cli::{BootArgs, RunArgs};
 use crate::config_file::FILE_NAME;
 use crate::deps;
@@ -22,9 +23,10 @@ use crate::suite;
 use crate::values::{Cpus, TimeLimit};
 use std::path::{Path, PathBuf};
 
-/// The qemu binary: `$KTEST_QEMU`, else `qemu-system-x86_64` from PATH.
-pub fn find_qemu() -> Result<PathBuf> {
-    let name = std::env::var_os("KTEST_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into());
+/// The qemu binary: `$KTEST_QEMU`, else the architecture's
+/// (`qemu-system-x86_64`, `qemu-system-aarch64`) from PATH.
+pub fn find_qemu(arch: &Arch) -> Result<PathBuf> {
+    let name = std::env::var_os("KTEST_QEMU").unwrap_or_else(|| arch.qemu.into());
     let name = PathBuf::from(name);
     if name.components().count() > 1 {
         return if name.is_file() {
@@ -36,15 +38,45 @@ pub fn find_qemu() -> Result<PathBuf> {
             )))
         };
     }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(&name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::infra(format!(
-                "{} not found in PATH\n  install qemu (Debian: apt-get install qemu-system-x86)",
-                name.display()
-            ))
-        })
+    which::which(&name).map_err(|_| {
+        Error::infra(format!(
+            "{} not found in PATH\n  install qemu (Debian: apt-get install {})",
+            name.display(),
+            arch.qemu_package
+        ))
+    })
+}
+
+/// The guest's architecture: the kernel's own when ktest can tell it,
+/// which must then be the one asked for (`--arch`, `arch` in
+/// `.ktest.toml`); else the one asked for, else the host's.
+fn guest_arch(kernel: &Kernel, asked: Option<&'static Arch>) -> Result<&'static Arch> {
+    match (kernel.arch, asked) {
+        (Some(k), Some(a)) if k != a => Err(Error::usage(format!(
+            "{} is an {} kernel, and the run is for {} (--arch or arch in .ktest.toml)\n  give a kernel of that architecture, or drop --arch",
+            kernel.image.display(),
+            k.name,
+            a.name
+        ))),
+        (Some(k), _) => Ok(k),
+        (None, Some(a)) => Ok(a),
+        (None, None) => Ok(crate::arch::host().unwrap_or(&crate::arch::X86_64)),
+    }
+}
+
+/// Refuses a root that cannot serve the guest's architecture: the host's
+/// own programs run only on the host's architecture.
+fn check_root_arch(root: &Root, arch: &Arch) -> Result<()> {
+    if *root == Root::Host && !crate::arch::is_host(arch) {
+        return Err(Error::usage(format!(
+            "the host's root cannot serve an {} guest: its programs are {}\n  give --root an {0} root image (create-vm-image --arch {} IMAGE), or put one at {}",
+            arch.name,
+            crate::arch::host().map_or("another architecture's", |h| h.name),
+            arch.debian,
+            rootfs::default_candidates(arch, None)[0].display()
+        )));
+    }
+    Ok(())
 }
 
 /// Finds every REQUIRE and LREQUIRE file, or says which is missing.
@@ -80,6 +112,24 @@ fn resolve_requires(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<Vec
         }
     }
     require::place(found, dir).map_err(|e| Error::usage(format!("{shown}: REQUIRE: {e}")))
+}
+
+/// Says which REQUIRE'd programs are of another architecture than the
+/// guest: they are copied in all the same (a test may run them through
+/// qemu-user, or only read them), but will not run there as they are.
+fn note_foreign_requires(test: &Path, requires: &[Required], arch: &Arch) {
+    for r in requires {
+        if let Some(a) = crate::arch::of_elf_file(&r.host).filter(|a| a.name != arch.name) {
+            crate::errln!(
+                "ktest: {}: REQUIRE={}: {} is an {} program and the guest is {}: it will not run there as it is",
+                test.display(),
+                r.name,
+                r.host.display(),
+                a.name,
+                arch.name
+            );
+        }
+    }
 }
 
 /// The kernel's parsed `.config` and its path, when ktest knows one.
@@ -158,7 +208,12 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config)
 /// needs is built in (ktest's own builds), or with an initramfs that loads
 /// it, when it is modules (distribution kernels). Refuses before booting a
 /// kernel that cannot do either, saying what it lacks.
-fn boot_initrd(kernel: &Kernel, root: &Root, config: &Config) -> Result<Option<PathBuf>> {
+fn boot_initrd(
+    kernel: &Kernel,
+    arch: &Arch,
+    root: &Root,
+    config: &Config,
+) -> Result<Option<PathBuf>> {
     let index = match &kernel.modules {
         Some(tree) => Some(
             ModuleIndex::read(tree)
@@ -169,8 +224,8 @@ fn boot_initrd(kernel: &Kernel, root: &Root, config: &Config) -> Result<Option<P
     if let (Some(tree), Some(index), Some(release)) = (&kernel.modules, &index, &kernel.release) {
         check_tree_release(tree, index, release)?;
     }
-    let decision = guest_needs::decide(config.as_ref().map(|(_, c)| c), index.as_ref(), root)
-        .map_err(|e| unbootable(kernel, config, e))?;
+    let decision = guest_needs::decide(arch, config.as_ref().map(|(_, c)| c), index.as_ref(), root)
+        .map_err(|e| unbootable(kernel, arch, config, e))?;
     let (Some(tree), Some(index)) = (&kernel.modules, &index) else {
         return Ok(None);
     };
@@ -178,10 +233,15 @@ fn boot_initrd(kernel: &Kernel, root: &Root, config: &Config) -> Result<Option<P
         return Ok(None);
     }
     let loads = index.resolve(&decision.modules).map_err(|missing| {
-        unbootable(kernel, config, guest_needs::Unbootable::NotInTree(missing))
+        unbootable(
+            kernel,
+            arch,
+            config,
+            guest_needs::Unbootable::NotInTree(missing),
+        )
     })?;
     let contents = initramfs::Contents {
-        busybox: initramfs::find_busybox()?,
+        busybox: initramfs::find_busybox(arch)?,
         tree: tree.clone(),
         loads,
         release: kernel.release.clone(),
@@ -210,24 +270,32 @@ fn check_tree_release(tree: &Path, index: &ModuleIndex, release: &str) -> Result
 }
 
 /// The message for a kernel that cannot boot ktest's guest (exit 2).
-fn unbootable(kernel: &Kernel, config: &Config, why: guest_needs::Unbootable) -> Error {
+fn unbootable(
+    kernel: &Kernel,
+    arch: &Arch,
+    config: &Config,
+    why: guest_needs::Unbootable,
+) -> Error {
     use guest_needs::Unbootable::*;
     let image = kernel.image.display();
+    let debian = arch.debian;
     let from = config
         .as_ref()
         .map_or(String::new(), |(p, _)| format!(" (config {})", p.display()));
     Error::usage(match why {
         Missing(o) => format!(
-            "{image} cannot boot ktest's guest: it has {} neither built in nor as modules{from}\n  build the kernel with lib/kconfig/ktest.config (ktest build does), or use a kernel that has them (Debian's linux-image-amd64 does; linux-image-cloud-amd64 has no 9p)",
-            o.join(", ")
+            "{image} cannot boot ktest's guest: it has {} neither built in nor as modules{from}\n  build the kernel with {} (ktest build does), or use a kernel that has them (Debian's linux-image-{debian} does; linux-image-cloud-{debian} has no 9p)",
+            o.join(", "),
+            arch.fragment_path
         ),
         NoModules(o) => format!(
-            "{image} has {} as modules{from}, and ktest found no module tree for it ({})\n  give --modules DIR (the directory holding modules.dep), or build the kernel with them built in (lib/kconfig/ktest.config)",
+            "{image} has {} as modules{from}, and ktest found no module tree for it ({})\n  give --modules DIR (the directory holding modules.dep), or build the kernel with them built in ({})",
             o.join(", "),
             match &kernel.release {
                 Some(r) => format!("no /lib/modules/{r}/modules.dep"),
                 None => "its release is unknown".into(),
-            }
+            },
+            arch.fragment_path,
         ),
         NotInTree(o) => format!(
             "{image}: {} should be modules{from}, and its module tree {} lacks them\n  reinstall the kernel's modules, or give --modules the kernel's own tree",
@@ -260,6 +328,8 @@ pub struct Prepared {
     pub init: PathBuf,
     /// The root filesystem.
     pub root: Root,
+    /// The guest's architecture.
+    pub arch: &'static Arch,
     /// The initramfs that loads the modules the guest needs, for a kernel
     /// that has them as modules.
     pub initrd: Option<PathBuf>,
@@ -288,10 +358,13 @@ fn subtests(test: &Path, spec: &TestSpec, patterns: &[String]) -> Result<Subtest
     Ok(Subtests::Single(suite::single_name(test)))
 }
 
-/// The root for a run or boot, from `--root` or the default locations.
-pub fn choose_root(arg: Option<&str>) -> Result<Root> {
+/// The root for a run or boot, from `--root` or the default locations of
+/// the architecture's images, and checked against the architecture.
+pub fn choose_root(arg: Option<&str>, arch: &Arch) -> Result<Root> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    rootfs::choose(arg, &rootfs::default_candidates(home.as_deref()))
+    let root = rootfs::choose(arg, &rootfs::default_candidates(arch, home.as_deref()))?;
+    check_root_arch(&root, arch)?;
+    Ok(root)
 }
 
 /// Kernels built in this run, by the KCONFIG they were built for (sorted),
@@ -354,7 +427,9 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
     let config = read_config(&kernel)?;
     check_kconfig(&test, &spec, &kernel, &config)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;
-    let qemu = find_qemu()?;
+    let arch = guest_arch(&kernel, asked_arch(&args.build)?)?;
+    note_foreign_requires(&test, &requires, arch);
+    let qemu = find_qemu(arch)?;
     let timeout = args
         .timeout
         .or(spec.timeout)
@@ -366,9 +441,10 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
         .or(file.cpus)
         .unwrap_or(Cpus::DEFAULT);
     let init = guest_init()?;
-    let root = choose_root(args.root.as_deref())?;
-    let initrd = boot_initrd(&kernel, &root, &config)?;
+    let root = choose_root(args.root.as_deref(), arch)?;
+    let initrd = boot_initrd(&kernel, arch, &root, &config)?;
     fits_machine(Prepared {
+        arch,
         test: Some(test),
         spec,
         subtests,
@@ -429,8 +505,9 @@ pub fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         Some(k) => kernel::from_args(k, args.modules.as_deref())?,
         None => crate::build::kernel_for_run(&args.build, &[])?,
     };
-    let root = choose_root(args.root.as_deref())?;
-    let initrd = boot_initrd(&kernel, &root, &read_config(&kernel)?)?;
+    let arch = guest_arch(&kernel, asked_arch(&args.build)?)?;
+    let root = choose_root(args.root.as_deref(), arch)?;
+    let initrd = boot_initrd(&kernel, arch, &root, &read_config(&kernel)?)?;
     fits_machine(Prepared {
         test: None,
         subtests: Subtests::Single(String::new()),
@@ -440,7 +517,8 @@ pub fn prepare_boot(args: &BootArgs) -> Result<Prepared> {
         },
         kernel,
         requires: Vec::new(),
-        qemu: find_qemu()?,
+        qemu: find_qemu(arch)?,
+        arch,
         timeout: 0,
         cpus: args.cpus.unwrap_or(Cpus::DEFAULT).get(),
         init: guest_init()?,
@@ -457,6 +535,7 @@ pub fn plan_input(
     port: u32,
 ) -> PlanInput {
     PlanInput {
+        arch: p.arch,
         qemu: p.qemu.clone(),
         kernel: p.kernel.image.clone(),
         mem: p.spec.mem.bytes(),
@@ -489,4 +568,10 @@ fn shared_modules(p: &Prepared) -> Option<PathBuf> {
         .as_ref()
         .is_some_and(|r| tree == Path::new("/lib/modules").join(r));
     (!(own && p.root == Root::Host)).then_some(tree)
+}
+
+/// The architecture the user asked for, if any: `--arch`, else `arch` in
+/// `.ktest.toml`.
+fn asked_arch(build: &crate::cli::BuildOpts) -> Result<Option<&'static Arch>> {
+    Ok(build.arch.or(crate::config_file::get()?.arch))
 }

@@ -1,17 +1,24 @@
 //! Choosing the guest's root filesystem: the host's own `/` (over 9p), or a
 //! root image made by `create-vm-image`.
 
+use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::plan::{ImageFormat, Root};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Where ktest looks for a root image when `--root` is not given, in order
-/// (the original ktest's locations).
-pub fn default_candidates(home: Option<&Path>) -> Vec<PathBuf> {
-    let mut v = vec![PathBuf::from("/var/lib/ktest/root")];
+/// (the original ktest's locations): `root` for the host's architecture,
+/// `root-ARCH` (Debian's name: `root-arm64`) for another.
+pub fn default_candidates(arch: &Arch, home: Option<&Path>) -> Vec<PathBuf> {
+    let name = if crate::arch::is_host(arch) {
+        "root".to_string()
+    } else {
+        format!("root-{}", arch.debian)
+    };
+    let mut v = vec![Path::new("/var/lib/ktest").join(&name)];
     if let Some(h) = home {
-        v.push(h.join(".ktest/root"));
+        v.push(h.join(".ktest").join(&name));
     }
     v
 }
@@ -108,11 +115,17 @@ mod tests {
         ));
         assert_eq!(choose(None, &[missing]).unwrap(), Root::Host);
         assert_eq!(
-            default_candidates(Some(Path::new("/home/u"))),
+            default_candidates(&crate::arch::X86_64, Some(Path::new("/home/u"))),
             vec![
                 PathBuf::from("/var/lib/ktest/root"),
                 PathBuf::from("/home/u/.ktest/root")
             ]
+        );
+        // This host is x86_64 (ktest's CI); another architecture's images
+        // have their own names.
+        assert_eq!(
+            default_candidates(&crate::arch::ARM64, None),
+            vec![PathBuf::from("/var/lib/ktest/root-arm64")]
         );
     }
 }

@@ -178,6 +178,7 @@ fn dry_run(db: &Path, all: &[Prepared], choice: accel::Choice, verbose: bool) ->
     for prepared in all {
         let accel = accel::choose(
             choice,
+            prepared.arch,
             &prepared.qemu,
             &state,
             &std::env::temp_dir(),
@@ -228,6 +229,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
     // and VMs started at once do not all probe.
     let accel = match accel::choose(
         choice,
+        prepared[0].arch,
         &prepared[0].qemu,
         &State::open(db)?,
         &launch::ktest_dir()?,

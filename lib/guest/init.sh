@@ -284,13 +284,14 @@ fi
 # terminal, so Ctrl-C and job control work; leaving it powers the VM off.
 if [ -n "$ktest_shell" ]; then
 	[ -n "$ktest_term" ] && export TERM="$ktest_term"
-	[ -n "$ktest_rows" ] && stty rows "$ktest_rows" cols "$ktest_cols" </dev/ttyS0 2>/dev/null
+	console=/dev/${ktest_console:-ttyS0}
+	[ -n "$ktest_rows" ] && stty rows "$ktest_rows" cols "$ktest_cols" <"$console" 2>/dev/null
 	shell=/bin/sh
 	[ -x /bin/bash ] && shell=/bin/bash
 	if command -v setsid >/dev/null; then
 		# A subshell is no process group leader, so setsid needs no fork
 		# (and so no -w, which busybox's setsid lacks).
-		(exec setsid -c $shell -l) <>/dev/ttyS0 >&0 2>&1
+		(exec setsid -c $shell -l) <>"$console" >&0 2>&1
 	else
 		echo "ktest-guest: no setsid: the shell has no job control (install util-linux)"
 		$shell -l

@@ -1,7 +1,8 @@
 //! `ktest gdb` (qemu's gdb stub: the whole machine, stopped on attach) and
 //! `ktest kgdb` (the guest kernel's own debugger on the second serial port).
 
-use super::{current_vm, exec, recorded_path, socket_path};
+use super::{current_vm, exec, recorded_path, socket_path, vm_arch};
+use crate::arch::Arch;
 use crate::error::{Code, Context, Error, Result};
 use crate::plan::names;
 use crate::state::VmRow;
@@ -14,17 +15,22 @@ pub fn gdb(db: &Path, vm: Option<&str>, args: Vec<String>) -> Result<Code> {
     let vmlinux = vmlinux(&vm)?;
     let cwd = std::env::current_dir().context(|| "current directory".into())?;
     let target = socket_path(&vm, &cwd, names::GDB);
-    run_gdb(&gdb_args(
-        &vmlinux,
-        scripts(&vmlinux).as_deref(),
-        &target,
-        &args,
-    ))
+    run_gdb(
+        vm_arch(&vm),
+        &gdb_args(&vmlinux, scripts(&vmlinux).as_deref(), &target, &args),
+    )
 }
 
 /// `ktest kgdb [ARGS...]`: breaks into kgdb with sysrq-g, then connects.
 pub fn kgdb(db: &Path, vm: Option<&str>, args: Vec<String>) -> Result<Code> {
     let vm = current_vm(db, vm)?;
+    let arch = vm_arch(&vm);
+    if arch.kgdb_serial.is_none() {
+        return Err(Error::usage(format!(
+            "ktest kgdb needs a second serial port, which qemu's {} machine ({}) lacks\n  use ktest gdb (qemu's gdb stub) instead",
+            arch.machine, arch.name
+        )));
+    }
     let vmlinux = vmlinux(&vm)?;
     let cwd = std::env::current_dir().context(|| "current directory".into())?;
     let target = socket_path(&vm, &cwd, names::KGDB);
@@ -38,18 +44,23 @@ pub fn kgdb(db: &Path, vm: Option<&str>, args: Vec<String>) -> Result<Code> {
     crate::errln!(
         "ktest: sent sysrq-g; the guest kernel is stopped in kgdb until gdb continues or detaches"
     );
-    run_gdb(&gdb_args(
-        &vmlinux,
-        scripts(&vmlinux).as_deref(),
-        &target,
-        &args,
-    ))
+    run_gdb(
+        arch,
+        &gdb_args(&vmlinux, scripts(&vmlinux).as_deref(), &target, &args),
+    )
 }
 
-fn run_gdb(args: &[String]) -> Result<Code> {
-    let mut cmd = Command::new("gdb");
+/// Runs the gdb that reads `arch`'s vmlinux: the host's own gdb for its
+/// architecture, else the multi-architecture one.
+fn run_gdb(arch: &Arch, args: &[String]) -> Result<Code> {
+    let (program, package) = if crate::arch::is_host(arch) {
+        ("gdb", "gdb")
+    } else {
+        (arch.gdb, arch.gdb_package)
+    };
+    let mut cmd = Command::new(program);
     cmd.args(args);
-    exec(cmd, "gdb")
+    exec(cmd, package)
 }
 
 /// The vmlinux the VM booted, as ktest recorded it at start.

@@ -99,6 +99,14 @@ fn recorded_path(vm: &VmRow, name: &str) -> Option<PathBuf> {
     (!line.is_empty()).then(|| PathBuf::from(line))
 }
 
+/// The VM's architecture, as ktest recorded it at start.
+fn vm_arch(vm: &VmRow) -> &'static crate::arch::Arch {
+    std::fs::read_to_string(vm.vm_dir.join(names::ARCH))
+        .ok()
+        .and_then(|t| crate::arch::parse(t.trim()).ok())
+        .unwrap_or(&crate::arch::X86_64)
+}
+
 /// The VM's console log, as ktest recorded it at start.
 fn console_log(vm: &VmRow) -> Option<PathBuf> {
     recorded_path(vm, names::LOG)

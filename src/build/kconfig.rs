@@ -143,7 +143,7 @@ pub fn merge(base: &str, settings: &[Setting]) -> String {
 /// Where a requested option came from, for the error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// ktest's own fragment (lib/kconfig/ktest.config).
+    /// ktest's own fragment for the architecture (lib/kconfig/).
     Ktest,
     /// The test's `KCONFIG`.
     Test,
@@ -249,7 +249,7 @@ pub fn explain(
             let o = &r.option;
             let who = match r.origin {
                 Origin::Test => "",
-                Origin::Ktest => " (asked for by ktest's own fragment, lib/kconfig/ktest.config)",
+                Origin::Ktest => " (asked for by ktest's own fragment in lib/kconfig/)",
             };
             match lookup(&o.name) {
                 None => format!(
@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn the_embedded_fragment_parses() {
-        let f = parse_fragment(crate::build::KTEST_FRAGMENT).unwrap();
+        let f = parse_fragment(crate::arch::X86_64.fragment).unwrap();
         assert!(f.iter().any(|x| x == &s("VIRTIO_PCI", Some("y"))));
         assert!(f.iter().any(|x| x == &s("INPUT_MOUSE", None)));
         let e = parse_fragment("CONFIG_A=y\nBCACHE=y\n").unwrap_err();

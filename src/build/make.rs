@@ -72,11 +72,6 @@ pub fn var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// True when `ARCH` (if set) names x86, the only architecture ktest boots.
-pub fn is_x86(vars: &[(String, String)]) -> bool {
-    var(vars, "ARCH").map_or(true, |a| matches!(a, "x86" | "x86_64" | "i386"))
-}
-
 /// make's arguments (after `make`) for `targets` in `out` built from `src`.
 /// The same variables go to every invocation, config targets included, so
 /// kbuild never sees a changed command line and rebuilds for it.
@@ -228,9 +223,6 @@ mod tests {
             vars(&[("ARCH", "x86_64"), ("CROSS_COMPILE", "x-"), ("LLVM", "0")])
         );
         assert!(merge_vars(&[], &["O=x".into()]).is_err());
-        assert!(is_x86(&merged));
-        assert!(is_x86(&[]));
-        assert!(!is_x86(&vars(&[("ARCH", "arm64")])));
     }
 
     #[test]

@@ -16,6 +16,11 @@ packages=(
 	debootstrap e2fsprogs bcache-tools
 	linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev libncurses-dev xz-utils kmod
 	python3 iproute2 procps util-linux
+	# arm64 guests: the emulator, a cross compiler for ktest build --arch
+	# arm64, a gdb that reads arm64's vmlinux, and qemu-user through
+	# binfmt_misc for create-vm-image --arch arm64 (debootstrap runs the
+	# new system's programs).
+	qemu-system-arm gcc-aarch64-linux-gnu gdb-multiarch qemu-user-static binfmt-support
 )
 
 # Installed version of a package, empty if it is not installed.
@@ -75,4 +80,20 @@ if [ -z "$changes" ]; then
 else
 	echo "install-deps: $(echo "$changes" | wc -l) package(s) changed:"
 	echo "$changes"
+fi
+
+# binfmt-support registers qemu-user's handlers when binfmt_misc is mounted;
+# a container or a minimal host may not have it mounted, and the handler
+# may have been registered before it was.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+	mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
+		echo "install-deps: cannot mount binfmt_misc; create-vm-image --arch arm64 will not work here" >&2
+fi
+if [ -e /proc/sys/fs/binfmt_misc/register ] &&
+	! head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null | grep -qx enabled; then
+	if update-binfmts --enable qemu-aarch64; then
+		echo "install-deps: enabled binfmt_misc's qemu-aarch64 (arm64 programs run through qemu-user)"
+	else
+		echo "install-deps: cannot enable binfmt_misc's qemu-aarch64; create-vm-image --arch arm64 will not work here" >&2
+	fi
 fi

@@ -12,6 +12,9 @@
 #
 # Settings (environment):
 #   KTEST_ROOTFS_RELEASE   Debian codename (default: the host's)
+#   KTEST_ROOTFS_ARCH      Debian architecture (default: the host's; another
+#                          needs qemu-user-static and binfmt_misc, as
+#                          scripts/install-deps.sh sets up)
 #   KTEST_ROOTFS_PACKAGES  extra packages, comma separated (default: none)
 #   KTEST_ROOTFS_SIZE      file system size (default: 4G; the file is sparse)
 #   KTEST_ROOTFS_MIRROR    Debian mirror (default: create-vm-image's)
@@ -34,7 +37,10 @@ fi
 packages=${KTEST_ROOTFS_PACKAGES:-}
 size=${KTEST_ROOTFS_SIZE:-4G}
 mirror=${KTEST_ROOTFS_MIRROR:-}
-arch=$(dpkg --print-architecture 2>/dev/null) || die "dpkg not found: is this a Debian host?"
+arch=${KTEST_ROOTFS_ARCH:-}
+if [ -z "$arch" ]; then
+	arch=$(dpkg --print-architecture 2>/dev/null) || die "dpkg not found: is this a Debian host?"
+fi
 
 key=$(
 	cd "$repo"

@@ -1,13 +1,15 @@
 #!/bin/bash
-# Builds (once) the minimal x86_64 kernel the end-to-end tests boot, and
-# prints the build directory holding it (arch/x86/boot/bzImage, vmlinux,
-# vmlinux-gdb.py, .config, lib/modules).
+# Builds (once) the minimal kernel the end-to-end tests boot, and prints the
+# build directory holding it (the image, vmlinux, vmlinux-gdb.py, .config,
+# lib/modules). KTEST_TEST_ARCH chooses the architecture (x86_64, arm64;
+# default: the host's), cross-compiled where it is not the host's.
 #
 # The kernel is Debian's linux-source-6.1, unpacked once into
 # ${XDG_CACHE_HOME:-~/.cache}/ktest/linux-source-VERSION and built there by
 # `ktest build` itself (tinyconfig + lib/kconfig/ktest.config), so the test
 # kernel is exactly what `ktest run` builds from that tree, and the build
-# tests reuse it. ktest keys each build directory by its inputs (base
+# tests reuse it. Each architecture has its own fragment
+# (lib/kconfig/ARCH.config; ktest.config for x86_64). ktest keys each build directory by its inputs (base
 # config, fragment, options, make variables), so a changed fragment gets a
 # fresh build and an unchanged one is make's no-op. A fresh machine builds it
 # once (5-10 minutes on 2 cores).
@@ -46,6 +48,8 @@ if [ -z "$ktest" ]; then
 	cargo build --quiet --manifest-path "$repo/Cargo.toml" --bin ktest >&2
 	ktest=${CARGO_TARGET_DIR:-$repo/target}/debug/ktest
 fi
-echo "test-kernel.sh: ktest build in $src (a no-op when cached)" >&2
-(cd "$src" && "$ktest" build) >&2
+arch=()
+[ -z "${KTEST_TEST_ARCH:-}" ] || arch=(--arch "$KTEST_TEST_ARCH")
+echo "test-kernel.sh: ktest build ${arch[*]} in $src (a no-op when cached)" >&2
+(cd "$src" && "$ktest" build "${arch[@]}") >&2
 readlink -f "$src/.ktest/build/last"

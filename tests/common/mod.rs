@@ -15,10 +15,16 @@ pub fn repo() -> PathBuf {
 /// `$VAR` if set, else the path a cache script prints (building what it
 /// caches on first use).
 fn cached(var: &str, script: &str) -> PathBuf {
+    cached_with(var, script, &[])
+}
+
+/// `cached`, running the script with `env` added.
+fn cached_with(var: &str, script: &str, env: &[(&str, &str)]) -> PathBuf {
     if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     let out = Command::new(repo().join(script))
+        .envs(env.iter().copied())
         .env("KTEST_BIN", env!("CARGO_BIN_EXE_ktest"))
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -32,6 +38,34 @@ fn cached(var: &str, script: &str) -> PathBuf {
 pub fn kernel_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| cached("KTEST_TEST_KERNEL", "tests/test-kernel.sh"))
+}
+
+/// The arm64 test kernel's build directory (arch/arm64/boot/Image,
+/// vmlinux, .config): `$KTEST_TEST_KERNEL_ARM64`, else cross-built (once,
+/// cached) by tests/test-kernel.sh with KTEST_TEST_ARCH=arm64.
+pub fn arm64_kernel_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        cached_with(
+            "KTEST_TEST_KERNEL_ARM64",
+            "tests/test-kernel.sh",
+            &[("KTEST_TEST_ARCH", "arm64")],
+        )
+    })
+}
+
+/// The arm64 Debian root image: `$KTEST_TEST_ROOTFS_ARM64`, else built
+/// (once, cached) by tests/rootfs-image.sh with KTEST_ROOTFS_ARCH=arm64,
+/// which needs root, the mirror and qemu-user through binfmt_misc.
+pub fn arm64_rootfs_image() -> &'static Path {
+    static IMG: OnceLock<PathBuf> = OnceLock::new();
+    IMG.get_or_init(|| {
+        cached_with(
+            "KTEST_TEST_ROOTFS_ARM64",
+            "tests/rootfs-image.sh",
+            &[("KTEST_ROOTFS_ARCH", "arm64")],
+        )
+    })
 }
 
 /// Debian's generic kernel, unpacked with its modules (boot/vmlinuz-R,

@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
-/// One architecture.
-#[derive(Debug, PartialEq, Eq)]
+/// One architecture. Two are the same when their names are (the table
+/// has one entry per name; comparing every field would compare fragments).
+#[derive(Debug)]
 pub struct Arch {
     /// ktest's name for it (`--arch`, `arch` in `.ktest.toml`).
     pub name: &'static str,
@@ -64,6 +65,14 @@ pub struct Arch {
     /// Where its fragment is in ktest's sources, for messages.
     pub fragment_path: &'static str,
 }
+
+impl PartialEq for Arch {
+    fn eq(&self, other: &Arch) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Arch {}
 
 /// The accelerator probe's guest for an architecture (src/accel.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,19 +175,29 @@ pub fn parse(name: &str) -> Result<&'static Arch, String> {
         })
 }
 
-/// The architecture named by kbuild's `ARCH` value, if ktest knows it.
+/// The architecture named by kbuild's `ARCH` value, if ktest knows it
+/// (`x86` is an alias; `i386` builds on x86's tree too).
 pub fn from_make_arch(value: &str) -> Option<&'static Arch> {
     match value {
-        "x86" | "x86_64" | "i386" => Some(&X86_64),
+        "i386" => Some(&X86_64),
         other => parse(other).ok(),
     }
 }
 
 /// The host's architecture, if ktest knows it.
 pub fn host() -> Option<&'static Arch> {
-    let u = nix::sys::utsname::uname().ok()?;
-    let m = u.machine().to_string_lossy().into_owned();
-    ALL.iter().copied().find(|a| a.uname == m)
+    static HOST: std::sync::OnceLock<Option<&'static Arch>> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| {
+        let u = nix::sys::utsname::uname().ok()?;
+        let m = u.machine().to_string_lossy().into_owned();
+        ALL.iter().copied().find(|a| a.uname == m)
+    })
+}
+
+/// The architecture of a build or guest nobody chose one for: the host's,
+/// or x86_64 on a host ktest does not know.
+pub fn default() -> &'static Arch {
+    host().unwrap_or(&X86_64)
 }
 
 /// Whether this is the host's architecture (KVM can run it; the host's
@@ -199,18 +218,6 @@ pub fn of_image(head: &[u8]) -> Option<&'static Arch> {
     }
 }
 
-/// [`of_image`] of a file.
-pub fn of_image_file(path: &Path) -> Option<&'static Arch> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(0x400);
-    std::fs::File::open(path)
-        .ok()?
-        .take(0x400)
-        .read_to_end(&mut head)
-        .ok()?;
-    of_image(&head)
-}
-
 /// The architecture of a little-endian 64-bit ELF program (or library)
 /// from its first bytes; `None` for anything else, scripts included.
 pub fn of_elf(head: &[u8]) -> Option<&'static Arch> {
@@ -227,6 +234,23 @@ pub fn of_elf_file(path: &Path) -> Option<&'static Arch> {
     let mut head = [0u8; 20];
     std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
     of_elf(&head)
+}
+
+/// The make variables a build for `arch` needs on this host beyond the
+/// user's: `ARCH` when it is not the host's, and the cross compiler's
+/// `CROSS_COMPILE` unless the user chose a compiler (`CROSS_COMPILE`, or
+/// `LLVM`, which cross-compiles by itself). A build for the host's own
+/// architecture gets nothing, as before ktest knew others.
+pub fn make_vars(arch: &Arch, user: &[(String, String)], native: bool) -> Vec<(String, String)> {
+    let has = |k: &str| user.iter().any(|(n, _)| n == k);
+    let mut v = Vec::new();
+    if !native && !has("ARCH") {
+        v.push(("ARCH".into(), arch.make_arch.into()));
+    }
+    if !native && !has("CROSS_COMPILE") && !has("LLVM") {
+        v.push(("CROSS_COMPILE".into(), arch.cross_compile.into()));
+    }
+    v
 }
 
 #[cfg(test)]
@@ -316,28 +340,6 @@ mod tests {
         );
         assert!(x86_only.is_subset(&x86) && arm64_only.is_subset(&arm));
     }
-}
-
-/// The make variables a build for `arch` needs on this host beyond the
-/// user's: `ARCH` when it is not the host's, and the cross compiler's
-/// `CROSS_COMPILE` unless the user chose a compiler (`CROSS_COMPILE`, or
-/// `LLVM`, which cross-compiles by itself). A build for the host's own
-/// architecture gets nothing, as before ktest knew others.
-pub fn make_vars(arch: &Arch, user: &[(String, String)], native: bool) -> Vec<(String, String)> {
-    let has = |k: &str| user.iter().any(|(n, _)| n == k);
-    let mut v = Vec::new();
-    if !native && !has("ARCH") {
-        v.push(("ARCH".into(), arch.make_arch.into()));
-    }
-    if !native && !has("CROSS_COMPILE") && !has("LLVM") {
-        v.push(("CROSS_COMPILE".into(), arch.cross_compile.into()));
-    }
-    v
-}
-
-#[cfg(test)]
-mod make_tests {
-    use super::*;
 
     #[test]
     fn cross_builds_get_arch_and_a_compiler() {

@@ -95,7 +95,7 @@ fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Resul
     };
     let user_vars = make::merge_vars(&file.make_vars, &opts.make_vars).map_err(Error::usage)?;
     let arch = arch_for(opts, file, &user_vars)?;
-    let native = crate::arch::host().map_or(arch == &crate::arch::X86_64, |h| h == arch);
+    let native = arch == crate::arch::default();
     let mut vars = user_vars.clone();
     vars.extend(crate::arch::make_vars(arch, &user_vars, native));
     vars.sort();
@@ -165,10 +165,7 @@ fn arch_for(
             )));
         }
     }
-    Ok(chosen
-        .or(from_var)
-        .or_else(crate::arch::host)
-        .unwrap_or(&crate::arch::X86_64))
+    Ok(chosen.or(from_var).unwrap_or_else(crate::arch::default))
 }
 
 /// Refuses, before configuring, a cross build whose compiler is missing.

@@ -320,7 +320,7 @@ pub fn find_busybox(arch: &crate::arch::Arch) -> Result<PathBuf> {
         )));
     }
     match crate::arch::of_elf(&head) {
-        Some(a) if a.name == arch.name => Ok(path),
+        Some(a) if a == arch => Ok(path),
         found => Err(Error::infra(format!(
             "{} is {} program, and this {} kernel's initramfs needs an {} busybox\n  set KTEST_BUSYBOX to a static {} busybox (Debian: busybox-static:{} from the archive)",
             path.display(),

@@ -171,9 +171,10 @@ fn readable(image: &Path) -> Result<()> {
 fn around_image(image: PathBuf) -> Kernel {
     let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let named = name.strip_prefix("vmlinuz-").map(String::from);
+    let head = read_head(&image);
     let mut k = Kernel {
-        release: read_release(&image).or_else(|| named.clone()),
-        arch: crate::arch::of_image_file(&image),
+        release: image_release(&head).or_else(|| named.clone()),
+        arch: crate::arch::of_image(&head),
         image: image.clone(),
         ..Kernel::default()
     };
@@ -206,16 +207,15 @@ pub fn image_release(head: &[u8]) -> Option<String> {
     (!r.is_empty()).then(|| r.to_string())
 }
 
-/// [`image_release`] of a file, from its first 64 KiB.
-fn read_release(image: &Path) -> Option<String> {
+/// An image's first 64 KiB, where its header (architecture, and an x86
+/// bzImage's release string) is; empty if it cannot be read.
+fn read_head(image: &Path) -> Vec<u8> {
     use std::io::Read;
     let mut head = Vec::with_capacity(1 << 16);
-    std::fs::File::open(image)
-        .ok()?
-        .take(1 << 16)
-        .read_to_end(&mut head)
-        .ok()?;
-    image_release(&head)
+    if let Ok(f) = std::fs::File::open(image) {
+        let _ = f.take(1 << 16).read_to_end(&mut head);
+    }
+    head
 }
 
 /// Parses a kernel `.config` into option name (without `CONFIG_`) → value;

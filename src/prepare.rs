@@ -60,7 +60,7 @@ fn guest_arch(kernel: &Kernel, asked: Option<&'static Arch>) -> Result<&'static 
         ))),
         (Some(k), _) => Ok(k),
         (None, Some(a)) => Ok(a),
-        (None, None) => Ok(crate::arch::host().unwrap_or(&crate::arch::X86_64)),
+        (None, None) => Ok(crate::arch::default()),
     }
 }
 
@@ -119,7 +119,7 @@ fn resolve_requires(test: &Path, spec: &TestSpec, kernel: &Kernel) -> Result<Vec
 /// qemu-user, or only read them), but will not run there as they are.
 fn note_foreign_requires(test: &Path, requires: &[Required], arch: &Arch) {
     for r in requires {
-        if let Some(a) = crate::arch::of_elf_file(&r.host).filter(|a| a.name != arch.name) {
+        if let Some(a) = crate::arch::of_elf_file(&r.host).filter(|a| *a != arch) {
             crate::errln!(
                 "ktest: {}: REQUIRE={}: {} is an {} program and the guest is {}: it will not run there as it is",
                 test.display(),

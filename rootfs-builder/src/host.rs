@@ -182,7 +182,6 @@ pub fn qemu_user_name(debian_arch: &str) -> &str {
         "amd64" => "x86_64",
         "armhf" | "armel" => "arm",
         "ppc64el" => "ppc64le",
-        "i386" => "i386",
         other => other,
     }
 }

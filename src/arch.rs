@@ -50,10 +50,10 @@ pub struct Arch {
     pub keyboard_device: Option<&'static str>,
     /// Debian's name (create-vm-image, debootstrap).
     pub debian: &'static str,
-    /// gdb that reads this architecture's vmlinux on any host.
+    /// The gdb that reads this architecture's vmlinux on a host of another
+    /// one (on its own, plain `gdb` does).
     pub gdb: &'static str,
-    /// The Debian package of a gdb for it when the host is another
-    /// architecture.
+    /// The Debian package of that gdb.
     pub gdb_package: &'static str,
     /// How the accelerator probe's tiny guest proves KVM runs (accel.rs).
     pub probe: Probe,
@@ -117,8 +117,8 @@ pub const X86_64: Arch = Arch {
     ],
     keyboard_device: None,
     debian: "amd64",
-    gdb: "gdb",
-    gdb_package: "gdb",
+    gdb: "gdb-multiarch",
+    gdb_package: "gdb-multiarch",
     probe: Probe::X86BootSector,
     elf_machine: 62,
     console_option: "SERIAL_8250_CONSOLE",

@@ -169,6 +169,43 @@ fn a_booted_arm64_vm_answers_ssh_sysrq_and_gdb_multiarch() {
     s.assert_clean();
 }
 
+/// `ktest run -I`: the shell after the test is on arm64's console
+/// (ttyAMA0), with job control: Ctrl-C reaches the guest's shell.
+#[test]
+fn run_interactive_gives_a_shell_on_the_pl011_console() {
+    let s = Sandbox::new();
+    let test = s.script(
+        "quick",
+        "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=256M; exit 0; }\necho quick test ran\n",
+    );
+    let mut pty = common::pty::Pty::new();
+    let child = s
+        .ktest()
+        .args(["run", "-I", "--kernel"])
+        .arg(arm64_kernel())
+        .arg("--root")
+        .arg(arm64_rootfs_image())
+        .arg(&test)
+        .stdin(pty.stdio())
+        .stdout(pty.stdio())
+        .stderr(pty.stdio())
+        .spawn()
+        .unwrap();
+    let vm = Background { child: Some(child) };
+    pty.wait_for(120, "the test ended; the VM stays up");
+    pty.type_keys(b"echo on-$(basename $(tty))-$((6*7))\r");
+    pty.wait_for(90, "on-ttyAMA0-42");
+    pty.type_keys(b"sleep 300\r");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    pty.type_keys(b"\x03");
+    pty.type_keys(b"echo after-$((1+1))\r");
+    pty.wait_for(60, "after-2");
+    pty.type_keys(b"\x01x");
+    let out = vm.wait(30);
+    assert_eq!(out.status.code(), Some(0), "{}", pty.shown());
+    s.assert_clean();
+}
+
 /// What cannot work is refused before any VM starts, with nothing left.
 #[test]
 fn mismatches_are_refused_before_booting() {

@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::pty::Pty;
 use common::*;
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A kernel directory like the test kernel's, plus a stand-in for the
@@ -235,57 +235,6 @@ fn every_command_says_clearly_when_there_is_no_vm() {
         let t = text(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {t}");
         assert_eq!(t.trim(), want, "{args:?}");
-    }
-}
-
-/// A terminal for ktest: the child gets the pty's slave side, the test
-/// reads everything it shows from the master side.
-struct Pty {
-    master: std::fs::File,
-    slave: std::os::fd::OwnedFd,
-    shown: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Pty {
-    fn new() -> Pty {
-        let p = nix::pty::openpty(None, None).unwrap();
-        let master = std::fs::File::from(p.master);
-        let shown = Arc::new(Mutex::new(Vec::new()));
-        {
-            let mut reader = master.try_clone().unwrap();
-            let shown = Arc::clone(&shown);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = reader.read(&mut buf) {
-                    shown.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        Pty {
-            master,
-            slave: p.slave,
-            shown,
-        }
-    }
-
-    fn stdio(&self) -> std::process::Stdio {
-        std::process::Stdio::from(self.slave.try_clone().unwrap())
-    }
-
-    fn shown(&self) -> String {
-        String::from_utf8_lossy(&self.shown.lock().unwrap()).into_owned()
-    }
-
-    fn wait_for(&self, secs: u64, what: &str) {
-        assert!(
-            wait_for(secs, || self.shown().contains(what)),
-            "{what:?} never appeared on the terminal:\n{}",
-            self.shown()
-        );
-    }
-
-    fn type_keys(&mut self, keys: &[u8]) {
-        self.master.write_all(keys).unwrap();
     }
 }
 

@@ -342,6 +342,7 @@ pub fn rootfs_image() -> &'static Path {
 }
 
 mod prereq;
+pub mod pty;
 // Like the rest of this module: not every test file uses it.
 #[allow(unused_imports)]
 pub use prereq::require;

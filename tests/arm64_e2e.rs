@@ -179,19 +179,14 @@ fn run_interactive_gives_a_shell_on_the_pl011_console() {
         "#!/bin/sh\n[ \"$1\" = deps ] && { echo MEM=256M; exit 0; }\necho quick test ran\n",
     );
     let mut pty = common::pty::Pty::new();
-    let child = s
-        .ktest()
-        .args(["run", "-I", "--kernel"])
-        .arg(arm64_kernel())
-        .arg("--root")
-        .arg(arm64_rootfs_image())
-        .arg(&test)
-        .stdin(pty.stdio())
-        .stdout(pty.stdio())
-        .stderr(pty.stdio())
-        .spawn()
-        .unwrap();
-    let vm = Background { child: Some(child) };
+    let vm = pty.spawn(
+        s.ktest()
+            .args(["run", "-I", "--kernel"])
+            .arg(arm64_kernel())
+            .arg("--root")
+            .arg(arm64_rootfs_image())
+            .arg(&test),
+    );
     pty.wait_for(120, "the test ended; the VM stays up");
     pty.type_keys(b"echo on-$(basename $(tty))-$((6*7))\r");
     pty.wait_for(90, "on-ttyAMA0-42");

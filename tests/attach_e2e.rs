@@ -247,17 +247,12 @@ fn run_interactive_gives_a_console_shell_after_the_test() {
     );
     let mut pty = Pty::new();
     let before = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
-    let child = s
-        .ktest()
-        .args(["run", "-I", "--kernel"])
-        .arg(bzimage())
-        .arg(&test)
-        .stdin(pty.stdio())
-        .stdout(pty.stdio())
-        .stderr(pty.stdio())
-        .spawn()
-        .unwrap();
-    let vm = Background { child: Some(child) };
+    let vm = pty.spawn(
+        s.ktest()
+            .args(["run", "-I", "--kernel"])
+            .arg(bzimage())
+            .arg(&test),
+    );
     pty.wait_for(120, "quick test ran");
     pty.wait_for(60, "the test ended; the VM stays up");
     // The VM outlived its test.

@@ -33,6 +33,18 @@ impl Pty {
         }
     }
 
+    /// Starts `cmd` (a ktest) with this terminal as its stdin, stdout and
+    /// stderr; dropping the result stops it.
+    pub fn spawn(&self, cmd: &mut std::process::Command) -> super::Background {
+        let child = cmd
+            .stdin(self.stdio())
+            .stdout(self.stdio())
+            .stderr(self.stdio())
+            .spawn()
+            .unwrap();
+        super::Background { child: Some(child) }
+    }
+
     pub fn stdio(&self) -> std::process::Stdio {
         std::process::Stdio::from(self.slave.try_clone().unwrap())
     }

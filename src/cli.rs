@@ -140,8 +140,9 @@ pub struct BuildOpts {
     pub build_log: bool,
 
     /// The guest's architecture: x86_64 or arm64 (default: `arch` in
-    /// .ktest.toml, else the kernel's, else the host's). A build for another
-    /// architecture than the host's cross-compiles.
+    /// .ktest.toml, else an ARCH make variable, else the host's). A build for
+    /// another architecture than the host's cross-compiles; a kernel given
+    /// with --kernel must be of it, and decides it when nothing else does.
     #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
     pub arch: Option<&'static crate::arch::Arch>,
 }

@@ -14,11 +14,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 kernel=$("$repo/tests/test-kernel.sh")/arch/x86/boot/bzImage
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/run"
-printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=256M; exit 0; }\necho ok\n' >"$work/run/trivial"
-chmod +x "$work/run/trivial"
-
 . "$repo/bench/lib.sh"
+trivial_test "$work/run/trivial" 256M
 
 run_with() { (cd "$work/run" && KTEST_DB="$work/state.db" "$1" run --accel tcg --kernel "$kernel" ./trivial); }
 a() { run_with "$old"; }

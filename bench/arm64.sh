@@ -48,11 +48,8 @@ aarch64-linux-gnu-gcc -O2 -static -nostdlib -ffreestanding -o "$work/initramfs/i
 mknod "$work/initramfs/dev/console" c 5 1
 (cd "$work/initramfs" && find . | cpio -o -H newc --quiet) | gzip -1 >"$work/floor.cpio.gz"
 
-mkdir -p "$work/run"
-printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=512M; exit 0; }\necho ok\n' >"$work/run/trivial"
-chmod +x "$work/run/trivial"
-
 . "$repo/bench/lib.sh"
+trivial_test "$work/run/trivial" 512M
 
 floor() {
 	qemu-system-aarch64 -nodefaults -no-user-config -display none -machine virt -no-reboot \

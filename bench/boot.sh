@@ -23,11 +23,8 @@ chmod +x "$work/initramfs/init"
 (cd "$work/initramfs" && find . | cpio -o -H newc --quiet) >"$work/floor.cpio"
 
 # The trivial test.
-mkdir -p "$work/run"
-printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=256M; exit 0; }\necho ok\n' >"$work/run/trivial"
-chmod +x "$work/run/trivial"
-
 . "$repo/bench/lib.sh"
+trivial_test "$work/run/trivial" 256M
 
 floor() {
 	qemu-system-x86_64 -nodefaults -no-user-config -display none -machine pc -no-reboot \

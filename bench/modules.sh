@@ -33,11 +33,8 @@ printf '#!/bin/busybox sh\n/bin/busybox echo floor-ok\n/bin/busybox reboot -f\n'
 chmod +x "$work/initramfs/init"
 (cd "$work/initramfs" && find . | cpio -o -H newc --quiet) | gzip -1 >"$work/floor.cpio.gz"
 
-mkdir -p "$work/run"
-printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=512M; exit 0; }\necho ok\n' >"$work/run/trivial"
-chmod +x "$work/run/trivial"
-
 . "$repo/bench/lib.sh"
+trivial_test "$work/run/trivial" 512M
 
 floor() {
 	qemu-system-x86_64 -nodefaults -no-user-config -display none -machine pc -no-reboot \

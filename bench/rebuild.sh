@@ -31,15 +31,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export KTEST_DB=$work/state.db
 
-printf '#!/bin/sh\n[ "$1" = deps ] && { echo MEM=256M; exit 0; }\necho ok\n' >"$work/trivial"
-chmod +x "$work/trivial"
+. "$repo/bench/lib.sh"
+trivial_test "$work/trivial" 256M
 
 cd "$tree"
 echo "bench: making sure $tree is built (ktest build)" >&2
 dir=$("$ktest" build)
 jobs=$(nproc)
-
-. "$repo/bench/lib.sh"
 
 config_mtime=$(stat -c %Y.%y "$dir/.config")
 vmlinux_mtime=$(stat -c %Y.%y "$dir/vmlinux")

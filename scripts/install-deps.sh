@@ -16,6 +16,8 @@ packages=(
 	debootstrap e2fsprogs bcache-tools
 	linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev libncurses-dev xz-utils kmod
 	python3 iproute2 procps util-linux
+	# ktest bisect (and its test repository).
+	git
 	# arm64 guests: the emulator, a cross compiler for ktest build --arch
 	# arm64, a gdb that reads arm64's vmlinux, and qemu-user through
 	# binfmt_misc for create-vm-image --arch arm64 (debootstrap runs the

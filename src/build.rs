@@ -12,6 +12,7 @@ pub mod kconfig;
 mod make;
 mod modules;
 use crate::arch::Arch;
+use crate::variant::Variants;
 pub use inputs::fnv1a64;
 pub use modules::release;
 mod progress;
@@ -57,6 +58,11 @@ struct Plan {
     show: Show,
     /// The architecture built for.
     arch: &'static Arch,
+    /// The configuration variants built with.
+    variants: Variants,
+    /// Whether `root/last` follows this build (not for a bisect's own
+    /// build directory, which is outside `root`).
+    link_last: bool,
 }
 
 impl Plan {
@@ -102,6 +108,21 @@ fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Resul
     check_compiler(arch, &vars)?;
     let fragment = kconfig::parse_fragment(arch.fragment)
         .map_err(|e| Error::infra(format!("ktest's built-in Kconfig fragment: {e}")))?;
+    let variants = variants_for(opts, file)?;
+    let mut variant_layers = Vec::new();
+    // Without variants the text is the architecture's fragment alone, so
+    // plain builds keep their directories.
+    let mut fragment_text = arch.fragment.to_string();
+    for v in variants.iter() {
+        let settings = kconfig::parse_fragment(v.fragment)
+            .map_err(|e| Error::infra(format!("{}: {e}", v.fragment_path)))?;
+        variant_layers.push((v.name, settings));
+        fragment_text.push_str(v.fragment);
+    }
+    let layered: Vec<&[Setting]> = std::iter::once(fragment.as_slice())
+        .chain(variant_layers.iter().map(|(_, s)| s.as_slice()))
+        .collect();
+    let ours = kconfig::resolve(&layered);
     let test: Vec<Setting> = kconfig.iter().map(Setting::from_option).collect();
     let test = kconfig::resolve(&[&test]);
     let jobs = match opts.jobs.or(file.jobs) {
@@ -109,7 +130,7 @@ fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Resul
         Some(j) => j,
         None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
     };
-    let inputs = Inputs::new(base, base_digest, arch.fragment, &fragment, &test, &vars);
+    let inputs = Inputs::new(base, base_digest, &fragment_text, &ours, &test, &vars);
     let root = file
         .build_dir
         .clone()
@@ -129,11 +150,22 @@ fn plan(opts: &BuildOpts, file: &FileConfig, kconfig: &[KconfigOption]) -> Resul
         inputs,
         vars,
         jobs,
-        settings: kconfig::resolve(&[&fragment, &test]),
-        requests: kconfig::requests(&fragment, kconfig),
+        settings: kconfig::resolve(&[&ours, &test]),
+        requests: kconfig::requests(&fragment, &variant_layers, kconfig),
         show,
         arch,
+        variants,
+        link_last: true,
     })
+}
+
+/// The configuration variants asked for: `--variant`, else `variant` in
+/// `.ktest.toml`.
+pub fn variants_for(opts: &BuildOpts, file: &FileConfig) -> Result<Variants> {
+    if opts.variants.is_empty() {
+        return Ok(file.variants.clone());
+    }
+    Variants::parse(&opts.variants).map_err(|e| Error::usage(format!("--variant: {e}")))
 }
 
 /// The architecture of a build: `--arch`, else `.ktest.toml`'s `arch`,
@@ -392,9 +424,14 @@ fn ensure_config(plan: &Plan, strict: bool) -> Result<bool> {
         ConfigAction::Keep => false,
         ConfigAction::Generate => {
             crate::errln!(
-                "ktest: configuring {} ({})",
+                "ktest: configuring {} ({}{})",
                 plan.dir.display(),
-                describe_inputs(&plan.inputs)
+                describe_inputs(&plan.inputs),
+                if plan.variants.is_empty() {
+                    String::new()
+                } else {
+                    format!(", variant {}", plan.variants)
+                }
             );
             let mut log = open_log(&plan.log_path(), true)?;
             generate(plan, &mut log, strict)?;
@@ -547,7 +584,9 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
             start.elapsed().as_secs()
         );
     }
-    update_last_link(plan);
+    if plan.link_last {
+        update_last_link(plan);
+    }
     Ok(Kernel {
         image,
         vmlinux: vmlinux.is_file().then_some(vmlinux),
@@ -564,6 +603,17 @@ fn build_planned(plan: &Plan) -> Result<Kernel> {
 /// directory or `--kernel-src`) with the options the test declared.
 pub fn kernel_for_run(opts: &BuildOpts, kconfig: &[KconfigOption]) -> Result<Kernel> {
     let plan = plan(opts, config_file::get()?, kconfig)?;
+    build_planned(&plan)
+}
+
+/// The kernel of the tree `opts` names, built in `dir` whatever its
+/// inputs: `ktest bisect` builds every step in one directory, so that a
+/// step recompiles only what changed since the last.
+pub fn kernel_in(opts: &BuildOpts, kconfig: &[KconfigOption], dir: &Path) -> Result<Kernel> {
+    let mut plan = plan(opts, config_file::get()?, kconfig)?;
+    plan.root = dir.parent().unwrap_or(dir).to_path_buf();
+    plan.dir = dir.to_path_buf();
+    plan.link_last = false;
     build_planned(&plan)
 }
 

@@ -104,6 +104,117 @@ pub enum Command {
     /// Show the last run's results, or a test's past results (--history),
     /// from the results history; boots nothing.
     Results(ResultsArgs),
+    /// Find the commit that broke a test: build and run it across
+    /// `git bisect` in a worktree under .ktest/bisect (docs/bisect.md).
+    #[command(after_help = BISECT_EXIT_CODES)]
+    Bisect(BisectArgs),
+}
+
+const BISECT_EXIT_CODES: &str = "\
+Exit codes:
+  0    the first bad commit was found (its id and subject on stdout)
+  1    it could not be narrowed to one commit (untestable commits in the way),
+       or the --bad commit passes the test
+  2    usage or test declaration error (nothing was started)
+  5    infrastructure error (git, the worktree or the state database)
+  130  interrupted; the same ktest bisect resumes where it stopped";
+
+/// How a kernel crash during a bisection step counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrashIs {
+    /// The commit is bad.
+    Bad,
+    /// The commit cannot be judged (git tries a neighbour).
+    Skip,
+}
+
+/// Options of `ktest bisect`.
+#[derive(Debug, Args)]
+pub struct BisectArgs {
+    /// A commit where the test passes.
+    #[arg(long, value_name = "REV", required_unless_present = "reset")]
+    pub good: Option<String>,
+
+    /// A later commit where it does not.
+    #[arg(long, value_name = "REV", required_unless_present = "reset")]
+    pub bad: Option<String>,
+
+    /// Whether a kernel crash (panic, oops, BUG) makes a commit bad, or
+    /// untestable (skip).
+    #[arg(long, value_enum, default_value = "bad", value_name = "bad|skip")]
+    pub crash: CrashIs,
+
+    /// Run the test up to N times at each commit; a commit is bad if any
+    /// run fails (catches a flaky regression).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+
+    /// Drop this tree's unfinished bisection.
+    #[arg(long, conflicts_with_all = ["good", "bad", "test"])]
+    pub reset: bool,
+
+    /// The test's time limit in seconds (default: its TIMEOUT, else 600).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<TimeLimit>,
+
+    /// Root filesystem, as for ktest run.
+    #[arg(long, value_name = "PATH|host")]
+    pub root: Option<String>,
+
+    /// Accelerator, as for ktest run.
+    #[arg(long, value_enum)]
+    pub accel: Option<Choice>,
+
+    /// Show the build and boot logs.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub build: BuildOpts,
+
+    /// The test: TEST, or TEST:GLOB for some of its subtests.
+    #[arg(required_unless_present = "reset", value_name = "TEST[:SUBTEST]")]
+    pub test: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The `ktest run` of one bisection step: the test on the step's
+    /// kernel, its JSON report to `report`.
+    pub fn for_bisect(
+        b: &BisectArgs,
+        kernel: &crate::kernel::Kernel,
+        test: &std::path::Path,
+        report: &std::path::Path,
+    ) -> RunArgs {
+        RunArgs {
+            kernel: Some(
+                kernel
+                    .build_dir
+                    .clone()
+                    .unwrap_or_else(|| kernel.image.clone()),
+            ),
+            modules: None,
+            timeout: b.timeout,
+            root: b.root.clone(),
+            accel: b.accel,
+            mem: None,
+            cpus: None,
+            interactive: false,
+            dry_run: false,
+            verbose: b.verbose,
+            subtest: Vec::new(),
+            fail_fast: false,
+            repeat: None,
+            junit: None,
+            json: Some(report.to_path_buf()),
+            ktap: false,
+            vms: None,
+            shard: None,
+            build: b.build.clone(),
+            tests: vec![test.to_path_buf()],
+            args: Vec::new(),
+        }
+    }
 }
 
 /// Which VM an attach command works on.
@@ -145,6 +256,13 @@ pub struct BuildOpts {
     /// with --kernel must be of it, and decides it when nothing else does.
     #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
     pub arch: Option<&'static crate::arch::Arch>,
+
+    /// A configuration variant: kasan, kcsan, ubsan, lockdep or debug
+    /// (repeatable, or a comma list; default: `variant` in .ktest.toml).
+    /// Adds its Kconfig options (a build directory of its own) and scales
+    /// the test's time limit and memory (docs/variants.md).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
 }
 
 fn parse_arch(s: &str) -> Result<&'static crate::arch::Arch, String> {

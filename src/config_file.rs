@@ -33,6 +33,7 @@ struct Raw {
     history_runs: Option<u32>,
     vms: Option<VmCount>,
     arch: Option<String>,
+    variant: Option<String>,
 }
 
 /// The defaults a `.ktest.toml` gave, with paths made absolute. Everything
@@ -66,6 +67,8 @@ pub struct FileConfig {
     pub vms: Option<VmCount>,
     /// The guest architecture (`--arch`).
     pub arch: Option<&'static crate::arch::Arch>,
+    /// The configuration variants (`--variant`).
+    pub variants: crate::variant::Variants,
 }
 
 /// Where the file is: `cwd/.ktest.toml`, else `.ktest.toml` at the root of
@@ -194,6 +197,9 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
     }
     if let Some(a) = raw.arch {
         cfg.arch = Some(crate::arch::parse(&a).map_err(|e| key_err("arch", e))?);
+    }
+    if let Some(v) = raw.variant {
+        cfg.variants = crate::variant::Variants::parse(&[v]).map_err(|e| key_err("variant", e))?;
     }
     if let Some(a) = raw.accel {
         use clap::ValueEnum;

@@ -6,6 +6,7 @@
 mod accel;
 mod arch;
 mod attach;
+mod bisect;
 mod build;
 mod cli;
 mod config_file;
@@ -51,6 +52,7 @@ mod supervise;
 mod terminal;
 mod testlib;
 mod values;
+mod variant;
 mod vmlock;
 
 /// `prereq::require`: a unit test that needs a host tool runs, skips saying
@@ -111,6 +113,7 @@ fn dispatch(cli: cli::Cli) -> error::Result<Code> {
         cli::Command::Status => status::status(&db),
         cli::Command::List { tests } => run::list(&tests),
         cli::Command::Stop { vm } => attach::stop(&db, vm.vm.as_deref()),
+        cli::Command::Bisect(args) => bisect::bisect(&db, &args),
         cli::Command::Results(args) => match &args.command {
             Some(cli::ResultsCommand::Merge(m)) => report::merge::command(m),
             None => history::results(&db, &args),

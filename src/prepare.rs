@@ -21,6 +21,7 @@ use crate::spec::{KconfigOption, TestSpec};
 use crate::state;
 use crate::suite;
 use crate::values::{Cpus, TimeLimit};
+use crate::variant::Variants;
 use std::path::{Path, PathBuf};
 
 /// The qemu binary: `$KTEST_QEMU`, else the architecture's
@@ -204,6 +205,45 @@ fn check_kconfig(test: &Path, spec: &TestSpec, kernel: &Kernel, config: &Config)
     Ok(())
 }
 
+/// Refuses a given kernel (`--kernel`) that was not built with the
+/// variants asked for: the run would claim a KASAN run on a kernel without
+/// KASAN. ktest's own builds have them (the build checks after
+/// olddefconfig).
+fn check_variants(kernel: &Kernel, config: &Config, variants: &Variants) -> Result<()> {
+    if variants.is_empty() {
+        return Ok(());
+    }
+    let Some((path, config)) = config else {
+        return Err(Error::usage(format!(
+            "--variant {variants}: ktest cannot tell whether {} has the variant's options: no .config known for it\n  give --kernel a build directory, or let ktest build the kernel (ktest build --variant {variants})",
+            kernel.image.display()
+        )));
+    };
+    for v in variants.iter() {
+        let wanted: Vec<KconfigOption> = crate::build::kconfig::parse_fragment(v.fragment)
+            .map_err(|e| Error::infra(format!("{}: {e}", v.fragment_path)))?
+            .iter()
+            .map(|s| s.as_check())
+            .collect();
+        let unmet = kernel::missing_options(config, &wanted);
+        if !unmet.is_empty() {
+            return Err(Error::usage(format!(
+                "--variant {}: {} was not built with it: {} (config {})\n  build it with the variant (ktest build --variant {}), or drop --variant",
+                v.name,
+                kernel.image.display(),
+                unmet
+                    .iter()
+                    .map(|o| kernel::unmet_reason(config, o))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                path.display(),
+                v.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How this kernel boots ktest's guest: as it is, when what the guest
 /// needs is built in (ktest's own builds), or with an initramfs that loads
 /// it, when it is modules (distribution kernels). Refuses before booting a
@@ -374,6 +414,14 @@ type Built = Vec<(Vec<String>, Kernel)>;
 /// Prepares `ktest run` of every test file selected, in order; the kernel
 /// is built once per configuration the files need.
 pub fn prepare_all(args: &RunArgs, tests: &[suite::TestArg]) -> Result<Vec<Prepared>> {
+    let variants = crate::build::variants_for(&args.build, crate::config_file::get()?)?;
+    if variants.time_factor() > 1 || variants.mem_factor() > 1 {
+        crate::errln!(
+            "ktest: variant {variants}: time limits x{}, memory x{} (a --timeout or --mem is taken as given)",
+            variants.time_factor(),
+            variants.mem_factor()
+        );
+    }
     let mut built = Built::new();
     tests.iter().map(|t| prepare(args, t, &mut built)).collect()
 }
@@ -410,10 +458,18 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
     let file = crate::config_file::get()?;
     // --mem replaces the test's MEM; the file's mem is a floor under it.
     let file_name = file.path.as_deref().unwrap_or(Path::new(FILE_NAME));
+    let variants = crate::build::variants_for(&args.build, file)?;
     let (mem, mem_from) = match (args.mem, file.mem) {
         (Some(mem), _) => (mem, "--mem".to_string()),
         (None, Some(mem)) if mem > spec.mem => (mem, format!("{}: mem", file_name.display())),
         _ => (spec.mem, format!("{}: MEM", test.display())),
+    };
+    let (mem, mem_from) = match (args.mem, variants.mem_factor()) {
+        (None, f) if f > 1 => (
+            mem.times(f),
+            format!("{mem_from} x{f} (variant {variants})"),
+        ),
+        _ => (mem, mem_from),
     };
     spec.mem = mem;
     host_fit::check(
@@ -425,16 +481,18 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
     )?;
     let kernel = kernel_for(args, &spec.kconfig, built)?;
     let config = read_config(&kernel)?;
+    check_variants(&kernel, &config, &variants)?;
     check_kconfig(&test, &spec, &kernel, &config)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;
     let arch = guest_arch(&kernel, asked_arch(&args.build)?)?;
     note_foreign_requires(&test, &requires, arch);
     let qemu = find_qemu(arch)?;
-    let timeout = args
-        .timeout
-        .or(spec.timeout)
-        .or(file.timeout)
-        .unwrap_or(TimeLimit::DEFAULT);
+    let timeout = args.timeout.unwrap_or_else(|| {
+        spec.timeout
+            .or(file.timeout)
+            .unwrap_or(TimeLimit::DEFAULT)
+            .times(variants.time_factor())
+    });
     let cpus = args
         .cpus
         .or(spec.cpus)

@@ -370,6 +370,34 @@ DROP TABLE vms;
 ALTER TABLE vms_new RENAME TO vms;
 CREATE INDEX vms_by_dir ON vms (dir);
 ",
+    // 3: bisections and their steps (src/bisect.rs).
+    "
+CREATE TABLE bisects (
+    id          INTEGER PRIMARY KEY,
+    tree        TEXT NOT NULL,
+    good        TEXT NOT NULL,
+    bad         TEXT NOT NULL,
+    test        TEXT NOT NULL,
+    options     TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    result      TEXT,
+    first_bad   TEXT
+);
+CREATE INDEX bisects_by_tree ON bisects (tree, finished_at);
+CREATE TABLE bisect_steps (
+    bisect_id   INTEGER NOT NULL REFERENCES bisects (id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    commit_id   TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    code        INTEGER NOT NULL,
+    summary     TEXT NOT NULL,
+    log_path    TEXT,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (bisect_id, position)
+);
+",
 ];
 
 /// The schema version this ktest writes.

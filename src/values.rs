@@ -236,6 +236,13 @@ impl Memory {
     pub fn bytes(self) -> u64 {
         self.mib * MIB
     }
+
+    /// `factor` times as much, at most `MAX`.
+    pub fn times(self, factor: u64) -> Memory {
+        Memory {
+            mib: self.mib.saturating_mul(factor).min(Memory::MAX.mib),
+        }
+    }
 }
 
 /// The least memory ktest's guest boots with: a test's `MEM` starts here.
@@ -315,6 +322,15 @@ impl TimeLimit {
     /// Seconds.
     pub fn secs(self) -> u64 {
         self.0
+    }
+
+    /// `factor` times as long, at most `MAX`.
+    pub fn times(self, factor: u64) -> TimeLimit {
+        TimeLimit(
+            self.0
+                .saturating_mul(factor)
+                .clamp(TimeLimit::MIN.0, TimeLimit::MAX.0),
+        )
     }
 }
 

@@ -555,3 +555,152 @@ fn real_tree_nonexistent_option_fails_naming_it() {
     );
     assert!(!txt.contains("never here"), "{txt}");
 }
+
+/// A test that passes only on a KASAN kernel whose time limit was doubled:
+/// it declares 10 s and takes 14.
+const KASAN_TEST: &str = "#!/bin/sh
+if [ \"$1\" = deps ]; then
+	echo MEM=256M
+	echo TIMEOUT=10
+	exit 0
+fi
+set -e
+zcat /proc/config.gz | grep -x CONFIG_KASAN=y
+dmesg | grep 'KernelAddressSanitizer initialized'
+echo \"memory: $(grep MemTotal /proc/meminfo)\"
+sleep 14
+echo kasan-variant-done
+";
+
+#[test]
+fn real_tree_kasan_variant_builds_kasan_and_doubles_time_and_memory() {
+    let s = Sandbox::new();
+    let tree = linux_tree();
+    let test = s.script("kasan.ktest", KASAN_TEST);
+    let out = s
+        .ktest()
+        .args(["run", "--variant", "kasan", "--kernel-src"])
+        .arg(&tree)
+        .arg(&test)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("variant kasan: time limits x2, memory x2"),
+        "{t}"
+    );
+    assert!(
+        t.contains("CONFIG_KASAN=y") && t.contains("kasan-variant-done"),
+        "{t}"
+    );
+    // 512M asked for: the guest sees most of it (the kernel keeps some).
+    let kb: u64 = t
+        .lines()
+        .find_map(|l| l.split("MemTotal:").nth(1))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal: {t}"));
+    assert!(kb > 300 * 1024, "memory was not doubled: {kb} kB\n{t}");
+    s.assert_clean();
+
+    // The same kernel and test with the time limit taken as given (an
+    // explicit --timeout is not scaled): it times out, so the factor is
+    // what let it pass. The kernel is not built again.
+    let out = s
+        .ktest()
+        .args([
+            "run",
+            "--variant",
+            "kasan",
+            "--timeout",
+            "10",
+            "--kernel-src",
+        ])
+        .arg(&tree)
+        .arg(&test)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(!t.contains("ktest: built"), "{t}");
+
+    // A given kernel without KASAN is refused for the variant, before booting.
+    let out = s
+        .ktest()
+        .args(["run", "--variant", "kasan", "--kernel"])
+        .arg(kernel_dir())
+        .arg(&test)
+        .output()
+        .unwrap();
+    check(
+        &out,
+        2,
+        &[
+            "--variant kasan",
+            "was not built with it",
+            "CONFIG_KASAN is not set",
+            "ktest build --variant kasan",
+        ],
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn real_tree_every_variant_configures_with_its_options() {
+    // Each variant's options survive olddefconfig on 6.1 for both
+    // architectures (a fragment that asks for what Kconfig refuses is
+    // named by ktest; configuring does not build).
+    let s = Sandbox::new();
+    let tree = linux_tree();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join(".ktest.toml");
+    std::fs::write(
+        &file,
+        format!("build_dir = \"{}\"\n", scratch.path().join("b").display()),
+    )
+    .unwrap();
+    for arch in ["x86_64", "arm64"] {
+        for v in ["kasan", "kcsan", "ubsan", "lockdep", "debug"] {
+            let out = s
+                .ktest()
+                .current_dir(scratch.path())
+                .args(["oldconfig", "--arch", arch, "--variant", v, "--kernel-src"])
+                .arg(&tree)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(0), "{arch} {v}: {t}");
+            assert!(t.contains(&format!("variant {v}")), "{arch} {v}: {t}");
+            assert!(!t.contains("lacks"), "{arch} {v}: {t}");
+        }
+    }
+}
+
+#[test]
+fn variant_names_and_combinations_are_checked_before_anything() {
+    let s = Sandbox::new();
+    let test = s.script("t.ktest", KASAN_TEST);
+    let out = s
+        .ktest()
+        .args(["run", "--variant", "kasn"])
+        .arg(&test)
+        .output()
+        .unwrap();
+    check(&out, 2, &["unknown variant 'kasn'", "lockdep"]);
+    let out = s
+        .ktest()
+        .args(["run", "--variant", "kasan,kcsan"])
+        .arg(&test)
+        .output()
+        .unwrap();
+    check(&out, 2, &["kasan and kcsan cannot be combined"]);
+    std::fs::write(s.path().join(".ktest.toml"), "variant = \"lockdp\"\n").unwrap();
+    let out = s.ktest().args(["run"]).arg(&test).output().unwrap();
+    check(
+        &out,
+        2,
+        &[".ktest.toml:1: variant: unknown variant 'lockdp'"],
+    );
+    s.assert_clean();
+}

@@ -147,6 +147,8 @@ pub enum Origin {
     Ktest,
     /// The test's `KCONFIG`.
     Test,
+    /// A configuration variant's fragment (lib/kconfig/variant/).
+    Variant(&'static str),
 }
 
 /// One option to check after `olddefconfig`.
@@ -158,10 +160,15 @@ pub struct Request {
     pub origin: Origin,
 }
 
-/// Everything the final `.config` must satisfy: ktest's fragment with the
-/// test's options over it (a test's entry replaces the fragment's for the
-/// same name). A bare test option is satisfied by `y` or `m`.
-pub fn requests(fragment: &[Setting], test: &[KconfigOption]) -> Vec<Request> {
+/// Everything the final `.config` must satisfy: ktest's fragment, the
+/// variants' over it, and the test's options over those (a later entry
+/// replaces an earlier one for the same name). A bare test option is
+/// satisfied by `y` or `m`.
+pub fn requests(
+    fragment: &[Setting],
+    variants: &[(&'static str, Vec<Setting>)],
+    test: &[KconfigOption],
+) -> Vec<Request> {
     let mut out: Vec<Request> = fragment
         .iter()
         .map(|s| Request {
@@ -169,6 +176,15 @@ pub fn requests(fragment: &[Setting], test: &[KconfigOption]) -> Vec<Request> {
             origin: Origin::Ktest,
         })
         .collect();
+    for (name, settings) in variants {
+        for s in settings {
+            out.retain(|r| r.option.name != s.name);
+            out.push(Request {
+                option: s.as_check(),
+                origin: Origin::Variant(name),
+            });
+        }
+    }
     for o in test {
         out.retain(|r| r.option.name != o.name);
         out.push(Request {
@@ -248,8 +264,11 @@ pub fn explain(
         .map(|r| {
             let o = &r.option;
             let who = match r.origin {
-                Origin::Test => "",
-                Origin::Ktest => " (asked for by ktest's own fragment in lib/kconfig/)",
+                Origin::Test => String::new(),
+                Origin::Ktest => " (asked for by ktest's own fragment in lib/kconfig/)".into(),
+                Origin::Variant(v) => {
+                    format!(" (asked for by the {v} variant, lib/kconfig/variant/{v}.config)")
+                }
             };
             match lookup(&o.name) {
                 None => format!(
@@ -378,10 +397,36 @@ mod tests {
     }
 
     #[test]
+    fn a_variant_request_replaces_the_fragments_and_the_test_replaces_both() {
+        let frag = [s("SLOB", Some("y")), s("A", Some("y"))];
+        let variant = vec![s("SLOB", None), s("KASAN", Some("y"))];
+        let req = requests(&frag, &[("kasan", variant)], &[o("KASAN", None)]);
+        let got: Vec<(String, Origin)> = req
+            .iter()
+            .map(|r| (r.option.to_string(), r.origin))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("CONFIG_A=y".to_string(), Origin::Ktest),
+                ("CONFIG_SLOB=n".to_string(), Origin::Variant("kasan")),
+                ("CONFIG_KASAN".to_string(), Origin::Test),
+            ]
+        );
+        let config = "CONFIG_A=y\nCONFIG_SLOB=y\nCONFIG_KASAN=y\n";
+        let bad = unsatisfied(config, &req);
+        let why = explain(&bad, config, |_| Some(("lib/Kconfig".into(), 3)));
+        assert!(
+            why[0].contains("asked for by the kasan variant, lib/kconfig/variant/kasan.config"),
+            "{why:?}"
+        );
+    }
+
+    #[test]
     fn requests_and_survival() {
         let frag = [s("A", Some("y")), s("M", None), s("B", Some("y"))];
         let test = [o("B", None), o("X", None), o("HZ", Some("100"))];
-        let req = requests(&frag, &test);
+        let req = requests(&frag, &[], &test);
         let names: Vec<String> = req.iter().map(|r| r.option.to_string()).collect();
         assert_eq!(
             names,
@@ -407,7 +452,7 @@ mod tests {
 
     #[test]
     fn explanations_tell_misspelt_from_unmet() {
-        let req = requests(&[], &[o("BCACH", None), o("BCACHE", None)]);
+        let req = requests(&[], &[], &[o("BCACH", None), o("BCACHE", None)]);
         let failed: Vec<&Request> = req.iter().collect();
         let lines = explain(&failed, "CONFIG_A=y\n", |name| {
             (name == "BCACHE").then(|| (PathBuf::from("drivers/md/bcache/Kconfig"), 2))

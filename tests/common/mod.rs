@@ -40,6 +40,13 @@ pub fn kernel_dir() -> &'static Path {
     DIR.get_or_init(|| cached("KTEST_TEST_KERNEL", "tests/test-kernel.sh"))
 }
 
+/// The git kernel repository the bisect tests bisect:
+/// `$KTEST_BISECT_REPO`, else made (once, cached) by tests/bisect-repo.sh.
+pub fn bisect_repo() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| cached("KTEST_BISECT_REPO", "tests/bisect-repo.sh"))
+}
+
 /// The arm64 test kernel's build directory (arch/arm64/boot/Image,
 /// vmlinux, .config): `$KTEST_TEST_KERNEL_ARM64`, else cross-built (once,
 /// cached) by tests/test-kernel.sh with KTEST_TEST_ARCH=arm64.

@@ -211,6 +211,8 @@ impl RunArgs {
             vms: None,
             shard: None,
             build: b.build.clone(),
+            target: Vec::new(),
+            all_targets: false,
             tests: vec![test.to_path_buf()],
             args: Vec::new(),
         }
@@ -318,7 +320,7 @@ pub struct BootArgs {
 }
 
 /// Options of `ktest run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// The kernel: a bzImage/vmlinuz file, a directory holding
     /// arch/x86/boot/bzImage, boot/vmlinuz or vmlinuz, or `host` for the
@@ -413,9 +415,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub build: BuildOpts,
 
+    /// Run on this target of .ktest.toml (`[target.NAME]`; repeatable): its
+    /// kernel, variant, architecture, root and tests (docs/targets.md).
+    #[arg(long, value_name = "NAME")]
+    pub target: Vec<String>,
+
+    /// Run on every target of .ktest.toml, then show a target x test table.
+    #[arg(long, conflicts_with = "target")]
+    pub all_targets: bool,
+
     /// Test scripts, TEST:GLOB to run only the subtests matching GLOB, or
-    /// directories: every executable `*.ktest` file under them.
-    #[arg(required = true, value_name = "TEST")]
+    /// directories: every executable `*.ktest` file under them. With
+    /// targets, these replace the targets' own tests.
+    #[arg(required_unless_present_any = ["target", "all_targets"], value_name = "TEST")]
     pub tests: Vec<PathBuf>,
 
     /// Arguments passed to the test in the VM (after --).

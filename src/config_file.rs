@@ -34,6 +34,7 @@ struct Raw {
     vms: Option<VmCount>,
     arch: Option<String>,
     variant: Option<String>,
+    target: Option<BTreeMap<String, crate::target::RawTarget>>,
 }
 
 /// The defaults a `.ktest.toml` gave, with paths made absolute. Everything
@@ -69,6 +70,9 @@ pub struct FileConfig {
     pub arch: Option<&'static crate::arch::Arch>,
     /// The configuration variants (`--variant`).
     pub variants: crate::variant::Variants,
+    /// The `[target.NAME]` tables: kernels to run tests on
+    /// (`ktest run --target`), sorted by name.
+    pub targets: Vec<crate::target::Target>,
 }
 
 /// Where the file is: `cwd/.ktest.toml`, else `.ktest.toml` at the root of
@@ -201,6 +205,13 @@ pub fn parse(text: &str, dir: &Path) -> std::result::Result<FileConfig, String> 
     if let Some(v) = raw.variant {
         cfg.variants = crate::variant::Variants::parse(&[v]).map_err(|e| key_err("variant", e))?;
     }
+    for (name, t) in raw.target.unwrap_or_default() {
+        let line = key_line_of_table(text, &name);
+        cfg.targets.push(
+            crate::target::Target::from_raw(&name, t, dir)
+                .map_err(|e| format!("{line}: target.{name}: {e}"))?,
+        );
+    }
     if let Some(a) = raw.accel {
         use clap::ValueEnum;
         cfg.accel = Some(
@@ -227,6 +238,14 @@ fn key_before(text: &str, offset: usize) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     .then_some(key)
+}
+
+/// The line of a `[target.NAME]` header, or 1.
+fn key_line_of_table(text: &str, name: &str) -> usize {
+    let header = format!("[target.{name}]");
+    text.lines()
+        .position(|l| l.trim() == header)
+        .map_or(1, |i| i + 1)
 }
 
 /// The line a key is first written on, or 1.

@@ -126,8 +126,8 @@ fn write_run(tx: &Transaction, report: &RunReport, host_dir: &Path) -> rusqlite:
     tx.execute("DELETE FROM runs WHERE id = ?1", [&report.run_id])?;
     tx.execute(
         "INSERT INTO runs (id, started_at, duration_ms, kernel_release, kernel_build_hash,
-                           kernel_describe, kernel_key, kernel_image, host_dir)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                           kernel_describe, kernel_key, kernel_image, host_dir, target)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             report.run_id,
             report.started_at,
@@ -137,7 +137,8 @@ fn write_run(tx: &Transaction, report: &RunReport, host_dir: &Path) -> rusqlite:
             k.describe,
             k.key(),
             text(&k.image),
-            text(host_dir)
+            text(host_dir),
+            report.target
         ],
     )?;
     let mut test_row = tx.prepare(
@@ -223,7 +224,7 @@ pub fn last_run(state: &State, dir: Option<&Path>) -> Result<Option<StoredRun>> 
     let newest = |filter: &str, arg: Option<String>| {
         tx.query_row(
             &format!(
-                "SELECT k.id, k.started_at, k.duration_ms, {KERNEL_COLUMNS}, k.host_dir
+                "SELECT k.id, k.started_at, k.duration_ms, {KERNEL_COLUMNS}, k.host_dir, k.target
                  FROM runs k {filter} ORDER BY k.started_at DESC, k.id DESC LIMIT 1"
             ),
             rusqlite::params_from_iter(arg),
@@ -237,6 +238,7 @@ pub fn last_run(state: &State, dir: Option<&Path>) -> Result<Option<StoredRun>> 
                         kernel: kernel_at(r, 3)?,
                         tests: Vec::new(),
                         shard: None,
+                        target: r.get(8)?,
                     },
                 })
             },

@@ -169,6 +169,9 @@ pub struct RunReport {
     /// from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardPlan>,
+    /// The `.ktest.toml` target the run was of (`--target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Which part of a sharded selection a run was. Shards cut from the same

@@ -208,6 +208,20 @@ fn dry_run(db: &Path, all: &[Prepared], choice: accel::Choice, verbose: bool) ->
 
 /// Runs `ktest run`.
 pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
+    if !args.target.is_empty() || args.all_targets {
+        signals::install();
+        return crate::target::run_all(db, &args);
+    }
+    run_reporting(db, &args, None).map(|(code, _)| code)
+}
+
+/// Runs `ktest run` of `args` (of `target`, for the reports and the
+/// history), returning the exit code and the last iteration's report.
+pub fn run_reporting(
+    db: &Path,
+    args: &RunArgs,
+    target: Option<&str>,
+) -> Result<(Code, Option<RunReport>)> {
     signals::install();
     let selected = crate::discover::tests(&args.tests, &args.subtest)?;
     if args.interactive && selected.len() > 1 {
@@ -216,14 +230,14 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
             selected.len()
         )));
     }
-    let prepared = prepare::prepare_all(&args, &selected)?;
-    let vms = vm_count(&args, &prepared);
+    let prepared = prepare::prepare_all(args, &selected)?;
+    let vms = vm_count(args, &prepared);
     let choice = args
         .accel
         .or(crate::config_file::get()?.accel)
         .unwrap_or(accel::Choice::Auto);
     if args.dry_run {
-        return dry_run(db, &prepared, choice, args.verbose);
+        return Ok((dry_run(db, &prepared, choice, args.verbose)?, None));
     }
     // Probed once here, not by every VM: the probe's note is said once,
     // and VMs started at once do not all probe.
@@ -244,7 +258,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
         if args.repeat.is_some() {
             crate::errln!("ktest: iteration {iteration}");
         }
-        let code = run_once(db, &args, &prepared, accel, vms)?;
+        let (code, report) = run_once(db, args, &prepared, accel, vms, target)?;
         let more = match args.repeat {
             None => false,
             Some(n) => code == Code::Passed && (n == 0 || iteration < n),
@@ -256,7 +270,7 @@ pub fn run(db: &Path, args: RunArgs) -> Result<Code> {
                     _ => crate::errln!("ktest: iteration {iteration} did not pass; stopped"),
                 }
             }
-            return Ok(code);
+            return Ok((code, Some(report)));
         }
     }
 }
@@ -367,7 +381,8 @@ fn run_once(
     prepared: &[Prepared],
     accel: accel::Choice,
     vms: u32,
-) -> Result<Code> {
+    target_name: Option<&str>,
+) -> Result<(Code, RunReport)> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let run_id = new_run_id(started);
@@ -456,10 +471,13 @@ fn run_once(
         ),
         tests: test_reports(prepared, &loads, &planned, &outcomes),
         shard,
+        target: target_name.map(String::from),
     };
-    reporters.emit(Event::RunFinished { report });
+    reporters.emit(Event::RunFinished {
+        report: report.clone(),
+    });
     reporters.finish()?;
-    Ok(outcome::gravest(outcomes.iter().map(|o| o.code)))
+    Ok((outcome::gravest(outcomes.iter().map(|o| o.code)), report))
 }
 
 /// Each test file's report: its jobs' results joined, in the file's

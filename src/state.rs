@@ -398,6 +398,10 @@ CREATE TABLE bisect_steps (
     PRIMARY KEY (bisect_id, position)
 );
 ",
+    // 4: the .ktest.toml target a run was of (src/target.rs).
+    "
+ALTER TABLE runs ADD COLUMN target TEXT;
+",
 ];
 
 /// The schema version this ktest writes.

@@ -126,7 +126,10 @@ fn bisect_names_the_regression_skips_what_does_not_build_and_resumes_after_ctrl_
     );
     assert!(t.contains("the first bad commit is"), "{t}");
     // Its failing log is shown: the test's output at that commit.
-    assert!(t.contains("its log") && t.contains("| version: Lunix version"), "{t}");
+    assert!(
+        t.contains("its log") && t.contains("| version: Lunix version"),
+        "{t}"
+    );
 
     // Every step is in the database, none twice, with git's verdicts.
     let db = rusqlite::Connection::open(s.db()).unwrap();

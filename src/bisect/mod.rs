@@ -9,13 +9,12 @@
 //! from those records, so an interrupted bisection resumes where it stopped.
 //! docs/bisect.md describes it.
 
-mod git;
 mod record;
 
 use crate::cli::{BisectArgs, CrashIs, RunArgs};
 use crate::error::{Code, Error, Result};
+use crate::git::{self, Progress};
 use crate::state::State;
-use git::Progress;
 use record::{Key, Step};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -186,14 +185,14 @@ pub fn bisect(db: &Path, args: &BisectArgs) -> Result<Code> {
     loop {
         match progress {
             Progress::Test(commit) => {
-                let step = match run_step(db, args, &s, &commit, steps.len() + 1)? {
-                    Some(step) => step,
-                    None => {
-                        crate::errln!(
-                            "ktest: bisect: interrupted; run the same ktest bisect again to resume"
-                        );
-                        return Ok(Code::Interrupted);
+                let step = match run_step(db, args, &s, &commit, steps.len() + 1) {
+                    Ok(Some(step)) => step,
+                    Ok(None) => return Ok(interrupted()),
+                    Err(e) if e.code == Code::Interrupted => {
+                        crate::errln!("ktest: {e}");
+                        return Ok(interrupted());
                     }
+                    Err(e) => return Err(e),
                 };
                 record::add_step(&state, id, &step)?;
                 progress = git::mark(&s.worktree, &commit, step.verdict)?;
@@ -203,8 +202,15 @@ pub fn bisect(db: &Path, args: &BisectArgs) -> Result<Code> {
                 if first_bad == s.key.bad && !steps.iter().any(|st| st.commit == first_bad) {
                     // Every commit tested was good: whether the bad one is
                     // bad was only the user's word. Confirm it.
-                    match run_step(db, args, &s, &first_bad, steps.len() + 1)? {
-                        None => return Ok(Code::Interrupted),
+                    let confirmed = match run_step(db, args, &s, &first_bad, steps.len() + 1) {
+                        Err(e) if e.code == Code::Interrupted => {
+                            crate::errln!("ktest: {e}");
+                            Ok(None)
+                        }
+                        other => other,
+                    };
+                    match confirmed? {
+                        None => return Ok(interrupted()),
                         Some(step) => {
                             record::add_step(&state, id, &step)?;
                             let good = step.verdict == "good";
@@ -243,6 +249,12 @@ pub fn bisect(db: &Path, args: &BisectArgs) -> Result<Code> {
             }
         }
     }
+}
+
+/// Says how to go on after an interruption; the steps done are kept.
+fn interrupted() -> Code {
+    crate::errln!("ktest: bisect: interrupted; run the same ktest bisect again to resume");
+    Code::Interrupted
 }
 
 /// Builds `commit` and runs the test on it (`--repeat` times, stopping at

@@ -37,6 +37,7 @@ fn run(n: i64, release: &str, test: &str, subtests: Vec<SubtestResult>) -> RunRe
             console_logs: vec![PathBuf::from(format!("/w/.ktest/runs/{n}/console.log"))],
         }],
         shard: None,
+        target: None,
     }
 }
 

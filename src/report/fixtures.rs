@@ -157,6 +157,7 @@ pub fn run_report() -> RunReport {
             count: 4,
             plan: "0123456789abcdef".into(),
         }),
+        target: None,
     }
 }
 

@@ -63,6 +63,7 @@ mod tests {
                 console_logs: Vec::new(),
             }],
             shard: None,
+            target: None,
         };
         h.event(&Event::RunFinished {
             report: report.clone(),

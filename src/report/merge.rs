@@ -93,6 +93,7 @@ pub fn merge(parts: &[(PathBuf, RunReport)]) -> Result<(RunReport, Vec<String>)>
             kernel: first.kernel.clone(),
             tests,
             shard: None,
+            target: parts.first().and_then(|(_, r)| r.target.clone()),
         },
         warnings,
     ))

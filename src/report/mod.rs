@@ -5,7 +5,7 @@
 
 pub mod file;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod history;
 pub mod json;
 pub mod junit;

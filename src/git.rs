@@ -1,4 +1,5 @@
-//! The git side of `ktest bisect`: the worktree, `git bisect` driven with
+//! What ktest does with git: worktrees (for `ktest bisect` and for
+//! targets at a revision), and for `ktest bisect` `git bisect` driven with
 //! `--no-checkout` (ktest checks each step out itself, once, so a step
 //! recompiles only what differs from the last one built), and reading what
 //! `git bisect` answered.

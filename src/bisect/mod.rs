@@ -81,16 +81,20 @@ struct Setup {
     file: PathBuf,
 }
 
-fn setup(args: &BisectArgs) -> Result<Setup> {
+/// The top of the repository bisected: that of `--kernel-src`, else of
+/// the current directory.
+fn repo_top(args: &BisectArgs) -> Result<PathBuf> {
     let cwd =
         std::env::current_dir().map_err(|e| Error::infra(format!("current directory: {e}")))?;
-    let src = args
-        .build
-        .kernel_src
-        .as_deref()
-        .map(|p| cwd.join(p))
-        .unwrap_or(cwd);
-    let top = git::toplevel(&src)?;
+    let src = match &args.build.kernel_src {
+        Some(p) => cwd.join(p),
+        None => cwd,
+    };
+    git::toplevel(&src)
+}
+
+fn setup(args: &BisectArgs) -> Result<Setup> {
+    let top = repo_top(args)?;
     let (Some(good), Some(bad), Some(test)) = (&args.good, &args.bad, &args.test) else {
         return Err(Error::usage(
             "ktest bisect needs --good REV, --bad REV and a TEST",
@@ -425,15 +429,7 @@ fn report_found(s: &Setup, first_bad: &str, steps: &[Step]) -> Result<()> {
 
 /// `ktest bisect --reset`: drops the unfinished bisection of this tree.
 fn reset(state: &State, args: &BisectArgs) -> Result<Code> {
-    let cwd =
-        std::env::current_dir().map_err(|e| Error::infra(format!("current directory: {e}")))?;
-    let src = args
-        .build
-        .kernel_src
-        .as_deref()
-        .map(|p| cwd.join(p))
-        .unwrap_or(cwd);
-    let top = git::toplevel(&src)?;
+    let top = repo_top(args)?;
     let tree = top.display().to_string();
     match record::open_one(state, &tree)? {
         None => crate::errln!("ktest: bisect: no unfinished bisection in {tree}"),

@@ -215,6 +215,7 @@ impl RunArgs {
             all_targets: false,
             tests: vec![test.to_path_buf()],
             args: Vec::new(),
+            quiet_stdout: true,
         }
     }
 }
@@ -433,6 +434,11 @@ pub struct RunArgs {
     /// Arguments passed to the test in the VM (after --).
     #[arg(last = true)]
     pub args: Vec<String>,
+
+    /// Everything on stderr, stdout left to the caller: `ktest bisect`'s
+    /// steps, whose stdout is the first bad commit alone.
+    #[arg(skip)]
+    pub quiet_stdout: bool,
 }
 
 /// Options of `ktest results`.

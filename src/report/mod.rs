@@ -181,18 +181,21 @@ pub fn for_run(
     many_jobs: bool,
 ) -> Result<Reporters> {
     let mut r = Reporters::default();
+    let stderr_only = args.ktap || args.quiet_stdout;
     if many_jobs {
-        r.add(Box::new(live::Live::new(args.ktap, args.verbose)));
+        r.add(Box::new(live::Live::new(stderr_only, args.verbose)));
         if args.ktap {
             r.add(Box::new(ktap::Ktap::new()));
         }
-    } else if args.ktap {
+    } else if stderr_only {
         r.add(Box::new(terminal::Terminal::stderr_only(
             true,
             true,
             args.verbose,
         )));
-        r.add(Box::new(ktap::Ktap::new()));
+        if args.ktap {
+            r.add(Box::new(ktap::Ktap::new()));
+        }
     } else {
         r.add(Box::new(terminal::Terminal::new(true, true, args.verbose)));
     }

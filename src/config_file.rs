@@ -126,7 +126,8 @@ fn line_of(text: &str, offset: usize) -> usize {
     before.iter().filter(|b| **b == b'\n').count() + 1
 }
 
-fn absolute(dir: &Path, p: PathBuf) -> PathBuf {
+/// `p`, relative to `dir` unless absolute (paths in the file are the file's).
+pub fn absolute(dir: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() {
         p
     } else {

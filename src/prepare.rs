@@ -423,7 +423,10 @@ pub fn prepare_all(args: &RunArgs, tests: &[suite::TestArg]) -> Result<Vec<Prepa
         );
     }
     let mut built = Built::new();
-    tests.iter().map(|t| prepare(args, t, &mut built)).collect()
+    tests
+        .iter()
+        .map(|t| prepare(args, t, &variants, &mut built))
+        .collect()
 }
 
 /// The kernel for `kconfig`: `--kernel`'s, one this run built already, or
@@ -447,7 +450,12 @@ fn kernel_for(args: &RunArgs, kconfig: &[KconfigOption], built: &mut Built) -> R
 
 /// Prepares `ktest run` of one test file, with the subtest patterns given
 /// for it.
-fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<Prepared> {
+fn prepare(
+    args: &RunArgs,
+    test: &suite::TestArg,
+    variants: &Variants,
+    built: &mut Built,
+) -> Result<Prepared> {
     let test_path = &test.path;
     let patterns = &test.patterns;
     let test = test_path
@@ -458,7 +466,6 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
     let file = crate::config_file::get()?;
     // --mem replaces the test's MEM; the file's mem is a floor under it.
     let file_name = file.path.as_deref().unwrap_or(Path::new(FILE_NAME));
-    let variants = crate::build::variants_for(&args.build, file)?;
     let (mem, mem_from) = match (args.mem, file.mem) {
         (Some(mem), _) => (mem, "--mem".to_string()),
         (None, Some(mem)) if mem > spec.mem => (mem, format!("{}: mem", file_name.display())),
@@ -481,7 +488,7 @@ fn prepare(args: &RunArgs, test: &suite::TestArg, built: &mut Built) -> Result<P
     )?;
     let kernel = kernel_for(args, &spec.kconfig, built)?;
     let config = read_config(&kernel)?;
-    check_variants(&kernel, &config, &variants)?;
+    check_variants(&kernel, &config, variants)?;
     check_kconfig(&test, &spec, &kernel, &config)?;
     let requires = resolve_requires(&test, &spec, &kernel)?;
     let arch = guest_arch(&kernel, asked_arch(&args.build)?)?;

@@ -6,6 +6,7 @@
 
 use crate::arch::Arch;
 use crate::cli::RunArgs;
+use crate::config_file::absolute;
 use crate::error::{Code, Error, Result};
 use crate::results::{RunReport, Verdict};
 use crate::variant::Variants;
@@ -56,14 +57,6 @@ pub struct Target {
     pub tests: Vec<PathBuf>,
 }
 
-fn absolute(dir: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        dir.join(p)
-    }
-}
-
 impl Target {
     /// Checks a table and makes its paths absolute against the file's
     /// directory.
@@ -86,9 +79,9 @@ impl Target {
                 kernel: if k == Path::new("host") {
                     k
                 } else {
-                    absolute(dir, &k)
+                    absolute(dir, k)
                 },
-                modules: raw.modules.map(|m| absolute(dir, &m)),
+                modules: raw.modules.map(|m| absolute(dir, m)),
             },
             (None, src, rev) => {
                 if raw.modules.is_some() {
@@ -98,7 +91,7 @@ impl Target {
                     return Err("rev is empty".into());
                 }
                 KernelFrom::Tree {
-                    src: src.map(|s| absolute(dir, &s)),
+                    src: src.map(|s| absolute(dir, s)),
                     rev,
                 }
             }
@@ -113,14 +106,14 @@ impl Target {
             if r == "host" {
                 r
             } else {
-                absolute(dir, Path::new(&r)).display().to_string()
+                absolute(dir, PathBuf::from(&r)).display().to_string()
             }
         });
         let tests = raw
             .tests
             .unwrap_or_default()
             .iter()
-            .map(|t| absolute(dir, t))
+            .map(|t| absolute(dir, t.clone()))
             .collect();
         Ok(Target {
             name: name.to_string(),

@@ -77,8 +77,8 @@ struct Setup {
     key: Key,
     /// The test as `ktest run` takes it (`FILE` or `FILE:GLOB`).
     test: PathBuf,
-    /// The test file.
-    file: PathBuf,
+    /// The test's KCONFIG, which every step's build gets.
+    kconfig: Vec<crate::spec::KconfigOption>,
 }
 
 /// The top of the repository bisected: that of `--kernel-src`, else of
@@ -122,7 +122,7 @@ fn setup(args: &BisectArgs) -> Result<Setup> {
         .path
         .canonicalize()
         .map_err(|e| Error::usage(format!("{}: {e}", arg.path.display())))?;
-    crate::deps::read(&file)?;
+    let kconfig = crate::deps::read(&file)?.kconfig;
     let variants = crate::build::variants_for(&args.build, crate::config_file::get()?)?;
     let mut shown = file.display().to_string();
     if !arg.patterns.is_empty() {
@@ -143,7 +143,7 @@ fn setup(args: &BisectArgs) -> Result<Setup> {
             ),
         },
         test: PathBuf::from(shown),
-        file,
+        kconfig,
         top,
     })
 }
@@ -277,7 +277,6 @@ fn run_step(
     let mut opts = args.build.clone();
     opts.kernel_src = Some(s.worktree.clone());
     opts.build_log |= args.verbose;
-    let kconfig = crate::deps::read(&s.file)?.kconfig;
     let step = |code: Code, verdict: Verdict, summary: String, log: Option<String>| Step {
         commit: commit.to_string(),
         subject: subject.clone(),
@@ -287,7 +286,7 @@ fn run_step(
         log,
         duration_ms: clock.elapsed().as_millis() as u64,
     };
-    let kernel = match crate::build::kernel_in(&opts, &kconfig, &s.build) {
+    let kernel = match crate::build::kernel_in(&opts, &s.kconfig, &s.build) {
         Ok(k) => k,
         Err(e) if e.code == Code::Interrupted => return Ok(None),
         // A commit whose Kconfig cannot give the test's options is as
@@ -339,7 +338,10 @@ fn run_step(
     }
     let (code, why, log) = outcome;
     let Some(verdict) = verdict_of(code, args.crash) else {
-        unreachable!("usage errors returned above")
+        return Err(Error::usage(format!(
+            "the test cannot run as declared (exit {}): {why}",
+            code.status()
+        )));
     };
     if verdict == Verdict::Stop {
         return Ok(None);

@@ -48,7 +48,11 @@ impl Setup {
         let test = self.dir.join("t.sh").to_string_lossy().into_owned();
         let host = self.dir.to_string_lossy().into_owned();
         c.execute(
-            "INSERT INTO runs VALUES (?1, ?2, 4000, ?3, NULL, 'v6.1', ?4, '/k/bzImage', ?5)",
+            // The columns named, as ktest writes them: later schema
+            // versions add columns.
+            "INSERT INTO runs (id, started_at, duration_ms, kernel_release, kernel_build_hash,
+                               kernel_describe, kernel_key, kernel_image, host_dir)
+             VALUES (?1, ?2, 4000, ?3, NULL, 'v6.1', ?4, '/k/bzImage', ?5)",
             rusqlite::params![
                 id,
                 1_735_689_600 + n,

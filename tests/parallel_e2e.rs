@@ -45,7 +45,9 @@ fn long_history(s: &Sandbox, db: &Path, test: &Path, subtests: &[&str]) {
     let test = test.canonicalize().unwrap();
     let test = test.to_str().unwrap();
     c.execute(
-        "INSERT INTO runs VALUES ('20260101-000000-0000', 1767225600, 240000, NULL, NULL, NULL, 'k', '/k', '/w')",
+        "INSERT INTO runs (id, started_at, duration_ms, kernel_release, kernel_build_hash,
+                           kernel_describe, kernel_key, kernel_image, host_dir)
+         VALUES ('20260101-000000-0000', 1767225600, 240000, NULL, NULL, NULL, 'k', '/k', '/w')",
         [],
     )
     .unwrap();

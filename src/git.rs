@@ -82,15 +82,16 @@ fn common_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Makes sure `wt` is a worktree of `top` (creating it, detached at
-/// `at`): the bisect runs there, so the user's checkout, index and build
-/// stay as they are. Refuses a directory there that is something else.
-pub fn ensure_worktree(top: &Path, wt: &Path, at: &str) -> Result<()> {
+/// `at`) for `user` (`bisect`, `target NAME`): ktest builds there, so the
+/// user's checkout, index and build stay as they are. Refuses a directory
+/// there that is something else.
+pub fn ensure_worktree(top: &Path, wt: &Path, at: &str, user: &str) -> Result<()> {
     if wt.exists() {
         let ours = wt.join(".git").is_file()
             && common_dir(wt).ok().as_deref() == Some(common_dir(top)?.as_path());
         if !ours {
             return Err(Error::usage(format!(
-                "{} exists and is not a worktree of {}: ktest bisect keeps its worktree there\n  move it away",
+                "{} exists and is not a worktree of {}: ktest's {user} keeps its worktree there\n  move it away",
                 wt.display(),
                 top.display()
             )));
@@ -100,7 +101,7 @@ pub fn ensure_worktree(top: &Path, wt: &Path, at: &str) -> Result<()> {
     // A worktree directory removed by hand leaves git's record behind.
     let _ = git(top, &["worktree", "prune"]);
     crate::errln!(
-        "ktest: bisect: creating the worktree {} (once; later bisects reuse it and its build)",
+        "ktest: {user}: creating the worktree {} (once; later runs reuse it and its build)",
         wt.display()
     );
     git_ok(

@@ -333,7 +333,12 @@ fn tree_for(t: &Target) -> Result<Option<PathBuf>> {
     let dir = top.join(".ktest").join("rev");
     crate::launch::create_private_dir(&dir)?;
     let wt = dir.join(&commit[..12]);
-    crate::git::ensure_worktree(&top, &wt, &commit)?;
+    crate::git::ensure_worktree(&top, &wt, &commit, &format!("target {}", t.name))?;
+    // The worktree is ktest's, named by its commit: put it back there if
+    // someone moved it.
+    if crate::git::commit(&wt, "HEAD", "the worktree's HEAD")? != commit {
+        crate::git::checkout(&wt, &commit)?;
+    }
     Ok(Some(wt))
 }
 

@@ -182,7 +182,7 @@ pub fn bisect(db: &Path, args: &BisectArgs) -> Result<Code> {
             (record::create(&state, &s.key, now())?, Vec::new())
         }
     };
-    git::ensure_worktree(&s.top, &s.worktree, &s.key.bad)?;
+    git::ensure_worktree(&s.top, &s.worktree, &s.key.bad, "bisect")?;
     let replay: Vec<(String, &str)> = done.iter().map(|d| (d.commit.clone(), d.verdict)).collect();
     let mut progress = git::start(&s.worktree, &s.key.good, &s.key.bad, &replay)?;
     let mut steps = done;

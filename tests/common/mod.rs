@@ -40,6 +40,38 @@ pub fn kernel_dir() -> &'static Path {
     DIR.get_or_init(|| cached("KTEST_TEST_KERNEL", "tests/test-kernel.sh"))
 }
 
+/// Debian's linux-source-6.1, unpacked by tests/test-kernel.sh into
+/// ~/.cache/ktest/linux-source-VERSION (or `$KTEST_LINUX_SRC`).
+pub fn linux_tree() -> PathBuf {
+    if let Some(d) = std::env::var_os("KTEST_LINUX_SRC") {
+        return PathBuf::from(d);
+    }
+    // test-kernel.sh unpacks the tree as it builds the test kernel.
+    let _ = kernel_dir();
+    let version = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "linux-source-6.1"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| {
+            std::fs::metadata("/usr/src/linux-source-6.1.tar.xz")
+                .unwrap()
+                .len()
+                .to_string()
+        });
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    let tree = cache.join(format!("ktest/linux-source-{version}"));
+    assert!(
+        tree.join(".unpacked").exists(),
+        "{} is not unpacked; run tests/test-kernel.sh",
+        tree.display()
+    );
+    tree
+}
+
 /// The git kernel repository the bisect tests bisect:
 /// `$KTEST_BISECT_REPO`, else made (once, cached) by tests/bisect-repo.sh.
 pub fn bisect_repo() -> &'static Path {

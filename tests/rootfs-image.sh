@@ -46,7 +46,8 @@ key=$(
 	cd "$repo"
 	find rootfs-builder/src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 	sha256sum rootfs-builder/Cargo.toml
-	sha256sum "$self"
+	# Its content, not its path: clones elsewhere share the image.
+	sha256sum <"$self"
 	printf 'release=%s\narch=%s\npackages=%s\nsize=%s\nmirror=%s\n' \
 		"$release" "$arch" "$packages" "$size" "$mirror"
 )
